@@ -1,0 +1,189 @@
+//! Command-line types (clap). Nothing outside `main.rs` and `config.rs` sees these.
+//!
+//! Every configuration key can also be given as a flag or an environment variable; the flags
+//! here carry `env = ...`, so clap already applies "flag over env". `config.rs` lays them over
+//! the file. Secrets (the DB password, S3 keys) have NO flag: a flag is visible in `ps`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "seatable-backup",
+    version,
+    about = "Offsite backups of a self-hosted SeaTable server, streamed straight into S3-compatible storage",
+    after_help = "Exit codes: 0 ok, 2 usage/config, 3 source (Docker, database, files), 4 storage, 5 integrity, 130 interrupted."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(flatten)]
+    pub settings: SettingArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Back up the databases, then the data directory, then write the set's manifest.
+    Backup(BackupArgs),
+    /// List the backup sets in the destination, complete or not.
+    List(ListArgs),
+    /// Show what would be backed up from where, and check every connection. Writes nothing.
+    Plan(PlanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Back up only this part: `db` (the databases) or `data` (the data directory).
+    #[arg(long, value_enum)]
+    pub only: Option<Only>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Only {
+    Db,
+    Data,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Only the sets of this host name (default: all hosts).
+    #[arg(long, value_name = "NAME")]
+    pub of_host: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    Text,
+    /// One JSON object per line, for journald and log collectors.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Configuration file (default `/etc/seatable-backup/config.toml`; it is optional there).
+    #[arg(long, short = 'c', global = true, env = "SEATABLE_BACKUP_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "SEATABLE_BACKUP_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    /// Log filter, e.g. `info`, `debug`, `seatable_backup=debug`.
+    #[arg(long, global = true, default_value = "info", env = "SEATABLE_BACKUP_LOG")]
+    pub log_level: String,
+}
+
+/// One flag per configuration key (see `config.example.toml` for what each means).
+#[derive(Debug, Default, Args)]
+#[command(next_help_heading = "Settings (each overrides the config file)")]
+pub struct SettingArgs {
+    /// `host`: this server's name in object keys (default: the hostname).
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_HOST_NAME", value_name = "NAME")]
+    pub host_name: Option<String>,
+
+    /// `storage.destination`: `s3://BUCKET` or `file:///PATH`.
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_DESTINATION", value_name = "URL")]
+    pub destination: Option<String>,
+    /// `storage.prefix`: key prefix inside the bucket.
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_PREFIX", value_name = "PREFIX")]
+    pub prefix: Option<String>,
+    /// `storage.endpoint`: S3 endpoint URL (default: AWS).
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// `storage.region`: S3 region.
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_S3_REGION", value_name = "REGION")]
+    pub s3_region: Option<String>,
+    /// `storage.path_style`: path-style addressing (MinIO, Garage, Ceph).
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_S3_PATH_STYLE", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true")]
+    pub s3_path_style: Option<bool>,
+    /// `storage.request_checksums`: `when_supported` (SDK default) or `when_required`
+    /// (compatibility with stores that reject the SDK's default checksums).
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_S3_REQUEST_CHECKSUMS", value_name = "WHEN")]
+    pub s3_request_checksums: Option<String>,
+    /// `storage.part_size`: first (or fixed) multipart part size, e.g. `8MiB`.
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_PART_SIZE", value_name = "SIZE")]
+    pub part_size: Option<String>,
+    /// `storage.fixed_part_size`: never grow the part size (stores that need equal parts).
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_FIXED_PART_SIZE", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true")]
+    pub fixed_part_size: Option<bool>,
+    /// `storage.parts_in_flight`: parts uploaded concurrently.
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_PARTS_IN_FLIGHT", value_name = "N")]
+    pub parts_in_flight: Option<usize>,
+    /// `storage.part_retries`: retries of one failed part before the upload is aborted.
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_PART_RETRIES", value_name = "N")]
+    pub part_retries: Option<u32>,
+    /// `storage.max_parts`: part count limit of the store (S3: 10000).
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_MAX_PARTS", value_name = "N")]
+    pub max_parts: Option<u32>,
+
+    /// `database.enabled`: back up the databases.
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_DB_ENABLED", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true")]
+    pub db_enabled: Option<bool>,
+    /// `database.mode`: `container` (dump inside the DB container) or `host` (dump binary here).
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_DB_MODE", value_name = "MODE")]
+    pub db_mode: Option<String>,
+    /// `database.container`: DB container name (default: first of `mariadb`, `seatable-mysql`).
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_DB_CONTAINER", value_name = "NAME")]
+    pub db_container: Option<String>,
+    /// `database.databases`: comma-separated database names.
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_DATABASES", value_name = "LIST", value_delimiter = ',')]
+    pub databases: Option<Vec<String>>,
+    /// `database.user`: database user.
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_DB_USER", value_name = "USER")]
+    pub db_user: Option<String>,
+    /// `database.host`: database host (host mode).
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_DB_HOST", value_name = "HOST")]
+    pub db_host: Option<String>,
+    /// `database.port`: database port (host mode).
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_DB_PORT", value_name = "PORT")]
+    pub db_port: Option<u16>,
+    /// `database.dump_binary`: `mariadb-dump` or `mysqldump` (default: probe, mariadb-dump first).
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_DB_DUMP_BINARY", value_name = "NAME")]
+    pub db_dump_binary: Option<String>,
+    /// `database.exclude_tables`: comma-separated `db.table` names left out of the dumps.
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_DB_EXCLUDE_TABLES", value_name = "LIST", value_delimiter = ',')]
+    pub db_exclude_tables: Option<Vec<String>>,
+    /// `database.docker_host`: Docker Engine API address (default: `DOCKER_HOST`, else the unix socket).
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_DOCKER_HOST", value_name = "URL")]
+    pub docker_host: Option<String>,
+
+    /// `data.enabled`: back up the data directory.
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_DATA_ENABLED", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true")]
+    pub data_enabled: Option<bool>,
+    /// `data.dir`: the SeaTable data directory.
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// `data.exclude`: comma-separated paths (relative to the data dir) left out, besides the defaults.
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_DATA_EXCLUDE", value_name = "LIST", value_delimiter = ',')]
+    pub data_exclude: Option<Vec<String>>,
+
+    /// `compression.algorithm`: `zstd` or `gzip`.
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_COMPRESSION", value_name = "ALGO")]
+    pub compression: Option<String>,
+    /// `compression.level`: zstd 1-19 (default 3), gzip 1-9 (default 6).
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_COMPRESSION_LEVEL", value_name = "N")]
+    pub compression_level: Option<i32>,
+    /// `compression.threads`: zstd worker threads (0: compress on the pipeline's own thread).
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_COMPRESSION_THREADS", value_name = "N")]
+    pub compression_threads: Option<u32>,
+}

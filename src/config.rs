@@ -1,0 +1,684 @@
+//! Configuration: the TOML file, environment variables and flags, merged into one validated
+//! [`Config`]. Precedence: flag > environment > file > default. The runtime never sees clap.
+//!
+//! Flags and environment variables arrive together in [`SettingArgs`] (clap reads both);
+//! secrets have no flag and are read from the environment here.
+
+use std::fmt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::cli::SettingArgs;
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/seatable-backup/config.toml";
+pub const DEFAULT_DESTINATION: &str = "file:///var/backups/seatable-backup";
+/// Data directories of the two SeaTable layouts, newest first.
+pub const DEFAULT_DATA_DIRS: [&str; 2] = ["/opt/seatable-server/seatable", "/opt/seatable/seatable-data/seatable"];
+/// Container names of the two layouts, newest first.
+pub const DEFAULT_DB_CONTAINERS: [&str; 2] = ["mariadb", "seatable-mysql"];
+pub const DEFAULT_DATABASES: [&str; 3] = ["ccnet_db", "seafile_db", "dtable_db"];
+/// Parts of the data directory that are never archived (SEATABLE.md).
+pub const ALWAYS_EXCLUDED: [&str; 5] = ["ccnet", "logs", "db-data", "pids", "scripts"];
+
+const MIB: u64 = 1024 * 1024;
+/// S3's smallest part (except the last).
+pub const MIN_PART_SIZE: u64 = 5 * MIB;
+/// S3's largest part.
+pub const MAX_PART_SIZE: u64 = 5 * 1024 * MIB;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file `{path}`: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file `{path}` is malformed: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file `{path}` holds {what} but is readable by group or others (mode {mode:o}); run `chmod 600 {path}` or move the secret to the environment")]
+    InsecureSecrets { path: PathBuf, what: String, mode: u32 },
+    #[error("invalid `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.to_string(), message: message.into() }
+}
+
+/// A value that must never be printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file, as written by the user.
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    host: Option<String>,
+    #[serde(default)]
+    storage: FileStorage,
+    #[serde(default)]
+    database: FileDatabase,
+    #[serde(default)]
+    data: FileData,
+    #[serde(default)]
+    compression: FileCompression,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileStorage {
+    destination: Option<String>,
+    prefix: Option<String>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    path_style: Option<bool>,
+    request_checksums: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+    part_size: Option<SizeValue>,
+    fixed_part_size: Option<bool>,
+    parts_in_flight: Option<usize>,
+    part_retries: Option<u32>,
+    max_parts: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDatabase {
+    enabled: Option<bool>,
+    mode: Option<String>,
+    container: Option<String>,
+    databases: Option<Vec<String>>,
+    user: Option<String>,
+    password: Option<String>,
+    host: Option<String>,
+    port: Option<u16>,
+    dump_binary: Option<String>,
+    exclude_tables: Option<Vec<String>>,
+    docker_host: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileData {
+    enabled: Option<bool>,
+    dir: Option<PathBuf>,
+    exclude: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCompression {
+    algorithm: Option<String>,
+    level: Option<i32>,
+    threads: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+// ---------------------------------------------------------------------------------------------
+// The validated configuration the program runs on.
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from, if any.
+    pub file: Option<PathBuf>,
+    /// This server's name in object keys.
+    pub host: String,
+    pub storage: StorageConfig,
+    pub database: DatabaseConfig,
+    pub data: DataConfig,
+    pub compression: CompressionConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    S3 { bucket: String },
+    Local { root: PathBuf },
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Destination::S3 { bucket } => write!(f, "s3://{bucket}"),
+            Destination::Local { root } => write!(f, "file://{}", root.display()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestChecksums {
+    WhenSupported,
+    WhenRequired,
+}
+
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub path_style: bool,
+    pub request_checksums: RequestChecksums,
+    /// A key pair from the config file (the file is then mode 0600); else the AWS default chain.
+    pub credentials: Option<(String, Secret)>,
+}
+
+/// How objects are cut into parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadPolicy {
+    /// First part size (or every part's, when `fixed`).
+    pub part_size: u64,
+    pub fixed: bool,
+    /// Most parts the store accepts in one upload.
+    pub max_parts: u32,
+    /// Parts in flight at once (the memory budget is `part_size * parts_in_flight`).
+    pub parts_in_flight: usize,
+    pub part_retries: u32,
+}
+
+impl Default for UploadPolicy {
+    fn default() -> Self {
+        UploadPolicy { part_size: 8 * MIB, fixed: false, max_parts: 10_000, parts_in_flight: 4, part_retries: 3 }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub destination: Destination,
+    /// Without leading or trailing slash; may be empty.
+    pub prefix: String,
+    pub s3: S3Settings,
+    pub upload: UploadPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbAccess {
+    /// Run the dump inside a container through the Docker Engine API.
+    Container {
+        /// `None`: the first that exists of [`DEFAULT_DB_CONTAINERS`].
+        container: Option<String>,
+        docker_host: Option<String>,
+    },
+    /// Run the dump binary on this host against a TCP server.
+    Host { host: String, port: u16 },
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub enabled: bool,
+    pub access: DbAccess,
+    pub databases: Vec<String>,
+    pub user: String,
+    /// `None` in container mode: the container's own root password, read inside it.
+    pub password: Option<Secret>,
+    /// `None`: probe, `mariadb-dump` first.
+    pub dump_binary: Option<String>,
+    /// `db.table` names.
+    pub exclude_tables: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DataConfig {
+    pub enabled: bool,
+    /// `None`: the first that exists of [`DEFAULT_DATA_DIRS`].
+    pub dir: Option<PathBuf>,
+    /// Relative paths, besides [`ALWAYS_EXCLUDED`].
+    pub exclude: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    Zstd,
+    Gzip,
+}
+
+impl Algorithm {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Algorithm::Zstd => "zst",
+            Algorithm::Gzip => "gz",
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Zstd => "zstd",
+            Algorithm::Gzip => "gzip",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompressionConfig {
+    pub algorithm: Algorithm,
+    pub level: i32,
+    pub threads: u32,
+}
+
+/// Parses `8MiB`, `16 MB`, `5242880`, `1G` into bytes (binary units; `MB` is taken as MiB too).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a size like `8MiB`"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => MIB,
+        "g" | "gb" | "gib" => 1024 * MIB,
+        other => return Err(format!("unknown unit `{other}` in `{s}` (use KiB, MiB or GiB)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))
+}
+
+fn parse_destination(s: &str) -> Result<Destination, ConfigError> {
+    if let Some(rest) = s.strip_prefix("s3://") {
+        let bucket = rest.trim_end_matches('/');
+        if bucket.is_empty() || bucket.contains('/') {
+            return Err(invalid(
+                "storage.destination",
+                format!("`{s}`: give the bucket alone, as `s3://BUCKET`; put the key prefix in `storage.prefix`"),
+            ));
+        }
+        Ok(Destination::S3 { bucket: bucket.to_string() })
+    } else if let Some(rest) = s.strip_prefix("file://") {
+        if !rest.starts_with('/') {
+            return Err(invalid(
+                "storage.destination",
+                format!("`{s}`: a file destination needs an absolute path, as `file:///PATH`"),
+            ));
+        }
+        Ok(Destination::Local { root: PathBuf::from(rest) })
+    } else {
+        Err(invalid("storage.destination", format!("`{s}`: expected `s3://BUCKET` or `file:///PATH`")))
+    }
+}
+
+/// A name safe as one path segment of a key: letters, digits, `.`, `_`, `-`.
+pub fn valid_segment(s: &str) -> bool {
+    !s.is_empty()
+        && s != "."
+        && s != ".."
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+fn valid_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b == b'-')
+}
+
+/// This machine's host name, reduced to a key-safe segment.
+pub fn system_hostname() -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_default();
+    let name: String = raw
+        .trim()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' { c } else { '-' })
+        .collect();
+    if valid_segment(&name) {
+        name
+    } else {
+        "seatable".to_string()
+    }
+}
+
+impl Config {
+    /// Loads the file (if any), then lays the environment and flags over it.
+    ///
+    /// `explicit_path`: from `--config` / `SEATABLE_BACKUP_CONFIG`; it must exist. Without it the
+    /// default path is read when present.
+    pub fn load(explicit_path: Option<&Path>, args: &SettingArgs) -> Result<Config, ConfigError> {
+        let (file, path) = match explicit_path {
+            Some(p) => (read_file(p)?, Some(p.to_path_buf())),
+            None => {
+                let p = Path::new(DEFAULT_CONFIG_PATH);
+                if p.exists() {
+                    (read_file(p)?, Some(p.to_path_buf()))
+                } else {
+                    (FileConfig::default(), None)
+                }
+            }
+        };
+        let env_password = std::env::var("SEATABLE_BACKUP_DB_PASSWORD").ok().filter(|s| !s.is_empty());
+        Config::merge(file, path, args, env_password)
+    }
+
+    /// Parses a config file's text alone (no environment, no flags); for tests and `plan`.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let file = parse_file(text, path)?;
+        Config::merge(file, Some(path.to_path_buf()), &SettingArgs::default(), None)
+    }
+
+    fn merge(
+        file: FileConfig,
+        path: Option<PathBuf>,
+        a: &SettingArgs,
+        env_password: Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let host = a.host_name.clone().or(file.host).unwrap_or_else(system_hostname);
+        if !valid_segment(&host) {
+            return Err(invalid("host", format!("`{host}`: use letters, digits, `.`, `_` and `-` only")));
+        }
+
+        // Storage.
+        let fs = file.storage;
+        let destination =
+            parse_destination(a.destination.as_deref().or(fs.destination.as_deref()).unwrap_or(DEFAULT_DESTINATION))?;
+        let prefix = a.prefix.clone().or(fs.prefix).unwrap_or_else(|| "seatable".to_string());
+        let prefix = prefix.trim_matches('/').to_string();
+        if !prefix.is_empty() && !prefix.split('/').all(valid_segment) {
+            return Err(invalid(
+                "storage.prefix",
+                format!("`{prefix}`: segments may hold letters, digits, `.`, `_`, `-`"),
+            ));
+        }
+        let request_checksums = match a.s3_request_checksums.as_deref().or(fs.request_checksums.as_deref()) {
+            None | Some("when_supported") => RequestChecksums::WhenSupported,
+            Some("when_required") => RequestChecksums::WhenRequired,
+            Some(other) => {
+                return Err(invalid(
+                    "storage.request_checksums",
+                    format!("`{other}`: expected `when_supported` or `when_required`"),
+                ))
+            }
+        };
+        let credentials = match (fs.access_key_id, fs.secret_access_key) {
+            (None, None) => None,
+            (Some(id), Some(secret)) => Some((id, Secret::new(secret))),
+            _ => return Err(invalid(
+                "storage.access_key_id",
+                "give both `access_key_id` and `secret_access_key`, or neither (then the AWS default chain is used)",
+            )),
+        };
+        let mut upload = UploadPolicy::default();
+        if let Some(s) = a.part_size.as_deref() {
+            upload.part_size = parse_size(s).map_err(|m| invalid("storage.part_size", m))?;
+        } else if let Some(v) = fs.part_size {
+            upload.part_size = match v {
+                SizeValue::Bytes(n) => n,
+                SizeValue::Text(s) => parse_size(&s).map_err(|m| invalid("storage.part_size", m))?,
+            };
+        }
+        if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&upload.part_size) {
+            return Err(invalid("storage.part_size", "must be between 5MiB and 5GiB (S3's part limits)"));
+        }
+        upload.fixed = a.fixed_part_size.or(fs.fixed_part_size).unwrap_or(false);
+        upload.max_parts = a.max_parts.or(fs.max_parts).unwrap_or(10_000);
+        if !(10..=10_000).contains(&upload.max_parts) {
+            return Err(invalid("storage.max_parts", "must be between 10 and 10000"));
+        }
+        upload.parts_in_flight = a.parts_in_flight.or(fs.parts_in_flight).unwrap_or(4);
+        if !(1..=64).contains(&upload.parts_in_flight) {
+            return Err(invalid("storage.parts_in_flight", "must be between 1 and 64"));
+        }
+        upload.part_retries = a.part_retries.or(fs.part_retries).unwrap_or(3);
+        if upload.part_retries > 20 {
+            return Err(invalid("storage.part_retries", "must be at most 20"));
+        }
+        let s3 = S3Settings {
+            endpoint: a.s3_endpoint.clone().or(fs.endpoint),
+            region: a.s3_region.clone().or(fs.region),
+            path_style: a.s3_path_style.or(fs.path_style).unwrap_or(false),
+            request_checksums,
+            credentials,
+        };
+        if let Some(ep) = &s3.endpoint {
+            if !(ep.starts_with("http://") || ep.starts_with("https://")) {
+                return Err(invalid("storage.endpoint", format!("`{ep}`: expected an `http://` or `https://` URL")));
+            }
+        }
+
+        // Database.
+        let fd = file.database;
+        let mode = a.db_mode.clone().or(fd.mode).unwrap_or_else(|| "container".to_string());
+        let access = match mode.as_str() {
+            "container" => DbAccess::Container {
+                container: a.db_container.clone().or(fd.container),
+                docker_host: a.docker_host.clone().or(fd.docker_host),
+            },
+            "host" => DbAccess::Host {
+                host: a.db_host.clone().or(fd.host).unwrap_or_else(|| "127.0.0.1".to_string()),
+                port: a.db_port.or(fd.port).unwrap_or(3306),
+            },
+            other => return Err(invalid("database.mode", format!("`{other}`: expected `container` or `host`"))),
+        };
+        let databases = a
+            .databases
+            .clone()
+            .or(fd.databases)
+            .unwrap_or_else(|| DEFAULT_DATABASES.iter().map(|s| s.to_string()).collect());
+        for db in &databases {
+            if !valid_identifier(db) {
+                return Err(invalid("database.databases", format!("`{db}` is not a plain database name")));
+            }
+        }
+        let exclude_tables = a.db_exclude_tables.clone().or(fd.exclude_tables).unwrap_or_default();
+        for t in &exclude_tables {
+            match t.split_once('.') {
+                Some((d, tb)) if valid_identifier(d) && valid_identifier(tb) => {}
+                _ => return Err(invalid("database.exclude_tables", format!("`{t}`: expected `database.table`"))),
+            }
+        }
+        let dump_binary = a.db_dump_binary.clone().or(fd.dump_binary);
+        if let Some(b) = &dump_binary {
+            if b != "mariadb-dump" && b != "mysqldump" {
+                return Err(invalid("database.dump_binary", format!("`{b}`: expected `mariadb-dump` or `mysqldump`")));
+            }
+        }
+        let file_password = fd.password.clone();
+        let password = env_password.or(fd.password).map(Secret::new);
+        let user = a.db_user.clone().or(fd.user).unwrap_or_else(|| "root".to_string());
+        let database = DatabaseConfig {
+            enabled: a.db_enabled.or(fd.enabled).unwrap_or(true),
+            access,
+            databases,
+            user,
+            password,
+            dump_binary,
+            exclude_tables,
+        };
+
+        // Data.
+        let fdata = file.data;
+        let exclude: Vec<PathBuf> =
+            a.data_exclude.clone().or(fdata.exclude).unwrap_or_default().into_iter().map(PathBuf::from).collect();
+        for e in &exclude {
+            if e.is_absolute() || e.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+                return Err(invalid(
+                    "data.exclude",
+                    format!("`{}`: give a path relative to the data directory, without `..`", e.display()),
+                ));
+            }
+        }
+        let data = DataConfig {
+            enabled: a.data_enabled.or(fdata.enabled).unwrap_or(true),
+            dir: a.data_dir.clone().or(fdata.dir),
+            exclude,
+        };
+
+        // Compression.
+        let fc = file.compression;
+        let algorithm = match a.compression.as_deref().or(fc.algorithm.as_deref()).unwrap_or("zstd") {
+            "zstd" => Algorithm::Zstd,
+            "gzip" => Algorithm::Gzip,
+            other => return Err(invalid("compression.algorithm", format!("`{other}`: expected `zstd` or `gzip`"))),
+        };
+        let level = a.compression_level.or(fc.level).unwrap_or(match algorithm {
+            Algorithm::Zstd => 3,
+            Algorithm::Gzip => 6,
+        });
+        let range = match algorithm {
+            Algorithm::Zstd => 1..=19,
+            Algorithm::Gzip => 1..=9,
+        };
+        if !range.contains(&level) {
+            return Err(invalid(
+                "compression.level",
+                format!("{level} is outside {}..={} for {}", range.start(), range.end(), algorithm.name()),
+            ));
+        }
+        let threads = a.compression_threads.or(fc.threads).unwrap_or(0);
+        if threads > 64 {
+            return Err(invalid("compression.threads", "must be at most 64"));
+        }
+        if threads > 0 && algorithm == Algorithm::Gzip {
+            return Err(invalid("compression.threads", "worker threads apply to zstd only"));
+        }
+
+        // Secrets in the file demand a private file.
+        if let Some(p) = &path {
+            let mut secrets = Vec::new();
+            if s3.credentials.is_some() {
+                secrets.push("an S3 key pair");
+            }
+            if file_password.is_some() {
+                secrets.push("a database password");
+            }
+            if !secrets.is_empty() {
+                let mode = std::fs::metadata(p)
+                    .map_err(|e| ConfigError::Read { path: p.clone(), source: e })?
+                    .permissions()
+                    .mode();
+                if mode & 0o077 != 0 {
+                    return Err(ConfigError::InsecureSecrets {
+                        path: p.clone(),
+                        what: secrets.join(" and "),
+                        mode: mode & 0o7777,
+                    });
+                }
+            }
+        }
+
+        Ok(Config {
+            file: path,
+            host,
+            storage: StorageConfig { destination, prefix, s3, upload },
+            database,
+            data,
+            compression: CompressionConfig { algorithm, level, threads },
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read { path: path.to_path_buf(), source: e })?;
+    parse_file(&text, path)
+}
+
+fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        // toml's message spans several lines (with a caret); keep it on one.
+        message: e.to_string().split_whitespace().collect::<Vec<_>>().join(" "),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> SettingArgs {
+        SettingArgs::default()
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("8MiB").unwrap(), 8 * MIB);
+        assert_eq!(parse_size("16 MB").unwrap(), 16 * MIB);
+        assert_eq!(parse_size("5242880").unwrap(), 5 * MIB);
+        assert_eq!(parse_size("1G").unwrap(), 1024 * MIB);
+        assert!(parse_size("8 parsecs").is_err());
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("99999999999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn defaults_are_sane() {
+        let c = Config::merge(FileConfig::default(), None, &args(), None).unwrap();
+        assert_eq!(c.storage.destination, parse_destination(DEFAULT_DESTINATION).unwrap());
+        assert_eq!(c.storage.prefix, "seatable");
+        assert_eq!(c.database.databases, DEFAULT_DATABASES);
+        assert_eq!(c.compression, CompressionConfig { algorithm: Algorithm::Zstd, level: 3, threads: 0 });
+        assert!(valid_segment(&c.host));
+    }
+
+    #[test]
+    fn flag_beats_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        let file = parse_file("[storage]\ndestination = \"s3://from-file\"\nprefix = \"a/b\"\n", &p).unwrap();
+        let mut a = args();
+        a.destination = Some("s3://from-flag".into());
+        let c = Config::merge(file, None, &a, None).unwrap();
+        assert_eq!(c.storage.destination, Destination::S3 { bucket: "from-flag".into() });
+        assert_eq!(c.storage.prefix, "a/b");
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_it() {
+        let p = Path::new("/x/c.toml");
+        let e = parse_file("[storage]\nbukket = \"x\"\n", p).unwrap_err().to_string();
+        assert!(e.contains("bukket"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+        let e = parse_file("[storage\n", p).unwrap_err().to_string();
+        assert!(e.contains("malformed"), "{e}");
+    }
+
+    #[test]
+    fn secrets_need_a_private_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        let text = "[storage]\ndestination = \"s3://b\"\naccess_key_id = \"AK\"\nsecret_access_key = \"SK\"\n";
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = Config::from_toml(text, &p).unwrap_err().to_string();
+        assert!(e.contains("readable by group or others"), "{e}");
+        assert!(!e.contains("SK"), "{e}");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let c = Config::from_toml(text, &p).unwrap();
+        assert!(format!("{c:?}").contains("Secret(***)"));
+        assert!(!format!("{c:?}").contains("\"SK\""));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let p = Path::new("/x/c.toml");
+        for (text, key) in [
+            ("[storage]\ndestination = \"ftp://x\"", "storage.destination"),
+            ("[storage]\ndestination = \"s3://b/prefix\"", "storage.destination"),
+            ("[storage]\npart_size = \"1MiB\"", "storage.part_size"),
+            ("[storage]\nparts_in_flight = 0", "storage.parts_in_flight"),
+            ("[database]\nmode = \"ssh\"", "database.mode"),
+            ("[database]\ndatabases = [\"a; DROP\"]", "database.databases"),
+            ("[database]\nexclude_tables = [\"nodot\"]", "database.exclude_tables"),
+            ("[data]\nexclude = [\"../etc\"]", "data.exclude"),
+            ("[compression]\nlevel = 40", "compression.level"),
+            ("host = \"a/b\"", "host"),
+        ] {
+            let e = Config::from_toml(text, p).unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+    }
+}

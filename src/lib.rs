@@ -1,0 +1,23 @@
+//! seatable-backup: offsite backups of a self-hosted SeaTable server, streamed straight into
+//! S3-compatible object storage.
+//!
+//! # Layout
+//!
+//! - [`config`]: file + environment + flags into one validated [`config::Config`].
+//! - [`source`]: byte producers: dumps in the DB container (bollard), the data directory's tar.
+//! - [`codec`]: compression and stream-watching adaptors.
+//! - [`store`]: object storage (S3, local directory) and the streaming multipart uploader.
+//! - [`catalog`]: set keys, the manifest, listing sets.
+//! - [`backup`], [`list`], [`plan`]: one module per subcommand.
+
+pub mod backup;
+pub mod catalog;
+pub mod cli;
+pub mod codec;
+pub mod config;
+pub mod error;
+pub mod list;
+pub mod plan;
+pub mod seatable;
+pub mod source;
+pub mod store;

@@ -1,0 +1,84 @@
+//! Entry point: parse arguments, set up logging, run the command, map errors to exit codes.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use seatable_backup::backup::{self, Written};
+use seatable_backup::cli::{Cli, Command, LogFormat};
+use seatable_backup::config::Config;
+use seatable_backup::error::{class_of, hint_of, one_line, Class};
+use seatable_backup::{list, plan, store};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.global.log_format, &cli.global.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(Class::Internal.exit_code());
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let class = class_of(&err);
+            tracing::error!(class = %class, "{}", one_line(&err));
+            eprintln!("error: {}", one_line(&err));
+            if let Some(hint) = hint_of(&err) {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::from(class.exit_code())
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.global.config.as_deref(), &cli.settings)?;
+    let store = store::open(&config).await?;
+    match cli.command {
+        Command::Backup(args) => {
+            let written = Written::default();
+            let work = backup::run(&config, store.clone(), args.only, &written);
+            tokio::select! {
+                result = work => {
+                    if result.is_err() {
+                        written.remove_all(store.as_ref()).await;
+                    }
+                    result.map(|_| ())
+                }
+                signal = shutdown_signal() => {
+                    tracing::error!("{signal} received: aborting the backup");
+                    store::upload::abort_all_open().await;
+                    written.remove_all(store.as_ref()).await;
+                    Err(seatable_backup::error::Failure::new(Class::Interrupted, format!("backup interrupted by {signal}; no manifest written")).into())
+                }
+            }
+        }
+        Command::List(args) => list::run(&config, store.as_ref(), args.of_host.as_deref(), args.json).await,
+        Command::Plan(args) => plan::run(&config, store.as_ref(), args.json).await,
+    }
+}
+
+/// Resolves on the first SIGINT or SIGTERM, with the signal's name.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        std::future::pending::<()>().await;
+        return "";
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}

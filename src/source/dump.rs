@@ -1,0 +1,336 @@
+//! Database dumps with `mariadb-dump` / `mysqldump`, run inside the DB container (the default:
+//! the container's own root password never leaves it) or on this host against a TCP server.
+//!
+//! A dump is complete only when the command exited 0 AND its output ends with the
+//! `-- Dump completed` trailer that both dump tools write last.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::AsyncReadExt;
+
+use super::docker::{Docker, ExecStatus};
+use super::{Produced, TailBuffer};
+use crate::codec::Tap;
+use crate::config::{DatabaseConfig, DbAccess, Secret, DEFAULT_DB_CONTAINERS};
+use crate::error::{integrity, source, Class, Failure};
+
+/// Runs `"$@"` with MYSQL_PWD set from (in order) the password we passed in the exec's
+/// environment, or the container's own MYSQL_ROOT_PASSWORD / MARIADB_ROOT_PASSWORD. The
+/// password is expanded inside the container: it never appears in any argument vector.
+const PASSWORD_WRAPPER: &str = r#"pw="${SEATABLE_BACKUP_DB_PASSWORD-}"
+unset SEATABLE_BACKUP_DB_PASSWORD
+[ -n "$pw" ] || pw="${MYSQL_ROOT_PASSWORD-}"
+[ -n "$pw" ] || pw="${MARIADB_ROOT_PASSWORD-}"
+if [ -z "$pw" ]; then
+  echo "no database password: the container has neither MYSQL_ROOT_PASSWORD nor MARIADB_ROOT_PASSWORD" >&2
+  exit 97
+fi
+MYSQL_PWD="$pw"; export MYSQL_PWD; unset pw
+exec "$@""#;
+
+const PROBE: &str = r#"for b in mariadb-dump mysqldump; do if command -v "$b" >/dev/null 2>&1; then echo "$b"; break; fi; done
+echo ---
+for b in mariadb mysql; do if command -v "$b" >/dev/null 2>&1; then echo "$b"; break; fi; done"#;
+
+/// The options of every dump (on top of the tools' default `--opt`).
+pub const DUMP_OPTIONS: [&str; 8] = [
+    "--opt",
+    "--single-transaction",
+    "--quick",
+    "--routines",
+    "--events",
+    "--triggers",
+    "--hex-blob",
+    "--default-character-set=utf8mb4",
+];
+
+const COMPLETED: &[u8] = b"-- Dump completed";
+
+enum Runner {
+    Container { docker: Docker, container: String },
+    Host { host: String, port: u16 },
+}
+
+/// A reachable database server, checked: binaries found, login accepted.
+pub struct DbSource {
+    runner: Runner,
+    user: String,
+    password: Option<Secret>,
+    pub dump_binary: String,
+    pub client_binary: String,
+    pub server_version: String,
+    /// Databases the server has.
+    pub databases: Vec<String>,
+}
+
+/// What a finished dump produced.
+#[derive(Debug, Clone)]
+pub struct DumpReport {
+    pub raw_size: u64,
+}
+
+fn find_on_path(names: &[&str]) -> Option<String> {
+    let path = std::env::var_os("PATH")?;
+    for name in names {
+        for dir in std::env::split_paths(&path) {
+            let p = dir.join(name);
+            if std::fs::metadata(&p).map(|m| m.is_file()).unwrap_or(false) {
+                return Some(name.to_string());
+            }
+        }
+    }
+    None
+}
+
+impl DbSource {
+    /// Connects and checks everything a dump needs, without writing anything anywhere.
+    pub async fn connect(cfg: &DatabaseConfig) -> anyhow::Result<DbSource> {
+        if cfg.user != "root" && cfg.password.is_none() {
+            if let DbAccess::Container { .. } = cfg.access {
+                return Err(Failure::new(
+                    Class::Usage,
+                    format!("database user `{}` needs a password (only root's is read from the container)", cfg.user),
+                )
+                .with_hint("set SEATABLE_BACKUP_DB_PASSWORD or `database.password`")
+                .into());
+            }
+        }
+        let (runner, dump_found, client_found) = match &cfg.access {
+            DbAccess::Container { container, docker_host } => {
+                let docker = Docker::connect(docker_host.as_deref())?;
+                docker.ping().await?;
+                let container = docker.find_container(container.as_deref(), &DEFAULT_DB_CONTAINERS).await?;
+                let out = docker.exec_capture(&container, vec!["sh".into(), "-c".into(), PROBE.into()], vec![]).await?;
+                if out.status.exit_code != 0 {
+                    return Err(source(format!(
+                        "cannot probe for dump tools in container `{container}`: {}",
+                        out.status.stderr
+                    )));
+                }
+                let text = String::from_utf8_lossy(&out.stdout).to_string();
+                let (dump, client) = text.split_once("---").unwrap_or((&text, ""));
+                let (dump, client) = (dump.trim().to_string(), client.trim().to_string());
+                (
+                    Runner::Container { docker, container },
+                    (!dump.is_empty()).then_some(dump),
+                    (!client.is_empty()).then_some(client),
+                )
+            }
+            DbAccess::Host { host, port } => (
+                Runner::Host { host: host.clone(), port: *port },
+                find_on_path(&["mariadb-dump", "mysqldump"]),
+                find_on_path(&["mariadb", "mysql"]),
+            ),
+        };
+        let mut src = DbSource {
+            runner,
+            user: cfg.user.clone(),
+            password: cfg.password.clone(),
+            dump_binary: String::new(),
+            client_binary: String::new(),
+            server_version: String::new(),
+            databases: Vec::new(),
+        };
+        src.dump_binary = match (&cfg.dump_binary, dump_found) {
+            (Some(wanted), _) => wanted.clone(),
+            (None, Some(found)) => found,
+            (None, None) => {
+                return Err(source(format!("neither `mariadb-dump` nor `mysqldump` found in {}", src.describe())))
+            }
+        };
+        src.client_binary = client_found
+            .ok_or_else(|| source(format!("neither `mariadb` nor `mysql` client found in {}", src.describe())))?;
+
+        let out = src
+            .run_capture(&[
+                "-N".into(),
+                "-B".into(),
+                "-e".into(),
+                "SELECT VERSION(); SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY 1".into(),
+            ])
+            .await?;
+        if out.status.exit_code != 0 {
+            let err = &out.status.stderr;
+            let hint = if err.contains("Access denied") {
+                "check the password: `database.password` / SEATABLE_BACKUP_DB_PASSWORD, or the container's MYSQL_ROOT_PASSWORD"
+            } else {
+                "is the database server up? `docker logs` of the container may say why"
+            };
+            return Err(Failure::new(
+                Class::Source,
+                format!("database server in {} refused user `{}`: {err}", src.describe(), src.user),
+            )
+            .with_hint(hint)
+            .into());
+        }
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut lines = text.lines();
+        src.server_version = lines.next().unwrap_or("").trim().to_string();
+        src.databases = lines.map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
+        Ok(src)
+    }
+
+    /// `container `x`` or `host:port`, for messages.
+    pub fn describe(&self) -> String {
+        match &self.runner {
+            Runner::Container { container, .. } => format!("container `{container}`"),
+            Runner::Host { host, port } => format!("`{host}:{port}`"),
+        }
+    }
+
+    pub fn container(&self) -> Option<&str> {
+        match &self.runner {
+            Runner::Container { container, .. } => Some(container),
+            Runner::Host { .. } => None,
+        }
+    }
+
+    /// Fails, naming the first, if a wanted database does not exist.
+    pub fn check_databases(&self, wanted: &[String]) -> anyhow::Result<()> {
+        for db in wanted {
+            if !self.databases.contains(db) {
+                return Err(Failure::new(
+                    Class::Source,
+                    format!("database `{db}` does not exist in {}", self.describe()),
+                )
+                .with_hint(format!("the server has: {}; set `database.databases`", self.databases.join(", ")))
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    fn client_args(&self) -> Vec<String> {
+        let mut a = vec![format!("--user={}", self.user)];
+        if let Runner::Host { host, port } = &self.runner {
+            a.push(format!("--host={host}"));
+            a.push(format!("--port={port}"));
+            a.push("--protocol=TCP".into());
+        }
+        a
+    }
+
+    async fn run_capture(&self, args: &[String]) -> anyhow::Result<super::docker::ExecOutput> {
+        let mut full = vec![self.client_binary.clone()];
+        full.extend(self.client_args());
+        full.extend(args.iter().cloned());
+        match &self.runner {
+            Runner::Container { docker, container } => {
+                docker.exec_capture(container, self.wrap(full), self.env()).await
+            }
+            Runner::Host { .. } => {
+                let mut cmd = tokio::process::Command::new(&full[0]);
+                cmd.args(&full[1..]).stdin(Stdio::null()).kill_on_drop(true);
+                if let Some(pw) = &self.password {
+                    cmd.env("MYSQL_PWD", pw.expose());
+                }
+                let out = cmd.output().await.map_err(|e| source(format!("cannot run `{}`: {e}", full[0])))?;
+                let mut stderr = TailBuffer::new(16 * 1024);
+                stderr.push(&out.stderr);
+                Ok(super::docker::ExecOutput {
+                    status: ExecStatus { exit_code: out.status.code().unwrap_or(-1) as i64, stderr: stderr.one_line() },
+                    stdout: out.stdout,
+                })
+            }
+        }
+    }
+
+    fn wrap(&self, argv: Vec<String>) -> Vec<String> {
+        let mut cmd =
+            vec!["sh".to_string(), "-c".to_string(), PASSWORD_WRAPPER.to_string(), "seatable-backup".to_string()];
+        cmd.extend(argv);
+        cmd
+    }
+
+    /// The exec's environment: the password only if configured (else the container's own).
+    fn env(&self) -> Vec<String> {
+        self.password.iter().map(|p| format!("SEATABLE_BACKUP_DB_PASSWORD={}", p.expose())).collect()
+    }
+
+    /// The dump's argument vector (without the password, which is never an argument).
+    pub fn dump_argv(&self, db: &str, exclude_tables: &[String]) -> Vec<String> {
+        let mut argv = vec![self.dump_binary.clone()];
+        argv.extend(self.client_args());
+        argv.extend(DUMP_OPTIONS.iter().map(|s| s.to_string()));
+        for t in exclude_tables {
+            if t.split_once('.').map(|(d, _)| d == db).unwrap_or(false) {
+                argv.push(format!("--ignore-table={t}"));
+            }
+        }
+        argv.push(db.to_string());
+        argv
+    }
+
+    /// Starts dumping `db`; `finish` fails unless the dump exited 0 and ended completely.
+    pub async fn dump(&self, db: &str, exclude_tables: &[String]) -> anyhow::Result<Produced<DumpReport>> {
+        let argv = self.dump_argv(db, exclude_tables);
+        let where_ = self.describe();
+        let db_name = db.to_string();
+        let produced: Produced<ExecStatus> = match &self.runner {
+            Runner::Container { docker, container } => {
+                docker.exec_stream(container, self.wrap(argv), self.env()).await?
+            }
+            Runner::Host { .. } => self.spawn_host(argv)?,
+        };
+        let (tap, state) = Tap::new(produced.reader);
+        let inner_finish = produced.finish;
+        let finish = async move {
+            let status = inner_finish.await?;
+            if status.exit_code != 0 {
+                return Err(source(format!(
+                    "dump of database `{db_name}` in {where_} failed (exit code {}): {}",
+                    status.exit_code,
+                    if status.stderr.is_empty() { "no error output" } else { &status.stderr }
+                )));
+            }
+            let tail = state.tail();
+            let end = tail.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(0, |i| i + 1);
+            let last_line = tail[..end].rsplit(|b| *b == b'\n').next().unwrap_or(&[]);
+            if !last_line.starts_with(COMPLETED) {
+                return Err(integrity(format!(
+                    "dump of database `{db_name}` in {where_} ended without `-- Dump completed` after {} bytes: it is truncated",
+                    state.count()
+                )));
+            }
+            if !status.stderr.is_empty() {
+                tracing::warn!(database = %db_name, stderr = %status.stderr, "the dump succeeded with messages on stderr");
+            }
+            Ok(DumpReport { raw_size: state.count() })
+        };
+        Ok(Produced { reader: Box::pin(tap), finish: Box::pin(finish) })
+    }
+
+    fn spawn_host(&self, argv: Vec<String>) -> anyhow::Result<Produced<ExecStatus>> {
+        let mut cmd = tokio::process::Command::new(&argv[0]);
+        cmd.args(&argv[1..]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        if let Some(pw) = &self.password {
+            cmd.env("MYSQL_PWD", pw.expose());
+        }
+        let mut child = cmd.spawn().map_err(|e| source(format!("cannot run `{}`: {e}", argv[0])))?;
+        let stdout = child.stdout.take().ok_or_else(|| source("dump child has no stdout"))?;
+        let mut stderr_pipe = child.stderr.take().ok_or_else(|| source("dump child has no stderr"))?;
+        // Drain stderr concurrently so the child can never block on a full pipe.
+        let stderr = Arc::new(Mutex::new(TailBuffer::new(64 * 1024)));
+        let sink = stderr.clone();
+        let drain = tokio::spawn(async move {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = stderr_pipe.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut s) = sink.lock() {
+                    s.push(&buf[..n]);
+                }
+            }
+        });
+        let name = argv[0].clone();
+        let finish = async move {
+            let status = child.wait().await.map_err(|e| source(format!("waiting for `{name}`: {e}")))?;
+            let _ = drain.await;
+            let stderr = stderr.lock().map(|s| s.one_line()).unwrap_or_default();
+            Ok(ExecStatus { exit_code: status.code().map(i64::from).unwrap_or(-1), stderr })
+        };
+        Ok(Produced { reader: Box::pin(stdout), finish: Box::pin(finish) })
+    }
+}

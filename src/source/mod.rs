@@ -1,0 +1,50 @@
+//! Byte producers: database dumps (inside the DB container through the Docker Engine API, or
+//! with a dump binary on this host) and the tar of the data directory.
+//!
+//! A producer is a stream plus a `finish` future. The stream may end early when the producer
+//! fails; only `finish` says whether it succeeded, and it must be awaited AFTER the stream was
+//! read to its end (a child is done only when its output is drained and its status is known).
+
+pub mod data;
+pub mod docker;
+pub mod dump;
+pub mod tar;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use tokio::io::AsyncRead;
+
+pub struct Produced<T> {
+    pub reader: Pin<Box<dyn AsyncRead + Send>>,
+    pub finish: Pin<Box<dyn Future<Output = anyhow::Result<T>> + Send>>,
+}
+
+/// Keeps the last `cap` bytes written to it (a child's stderr, for error messages).
+#[derive(Debug, Default, Clone)]
+pub struct TailBuffer {
+    buf: Vec<u8>,
+    cap: usize,
+}
+
+impl TailBuffer {
+    pub fn new(cap: usize) -> Self {
+        TailBuffer { buf: Vec::new(), cap }
+    }
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() > self.cap {
+            let excess = self.buf.len() - self.cap;
+            self.buf.drain(..excess);
+        }
+    }
+    /// The text, trimmed, on one line (lines joined with ` | `).
+    pub fn one_line(&self) -> String {
+        String::from_utf8_lossy(&self.buf)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    }
+}

@@ -1,0 +1,294 @@
+//! A store in a local directory (`file:///path`): for trying the tool out and for NAS mounts.
+//!
+//! Same guarantees as S3: an object appears under its key only when complete. An upload writes
+//! `.<name>.partial-<id>` beside the final file (parts land at their offsets), and completion
+//! is fsync + rename + fsync of the directory. Listings never show partial files.
+
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+use super::{check_key, ByteReader, MultipartUpload, ObjectInfo, OpenUpload, PartReceipt, Store, StoreError};
+
+const PARTIAL: &str = ".partial-";
+
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+impl LocalStore {
+    pub fn new(root: PathBuf) -> Self {
+        LocalStore { root }
+    }
+
+    fn path_of(&self, key: &str) -> Result<PathBuf, StoreError> {
+        check_key(key)?;
+        Ok(self.root.join(key))
+    }
+}
+
+fn io_err(op: &'static str, path: &Path, source: std::io::Error) -> StoreError {
+    StoreError::Io { op, path: path.display().to_string(), source }
+}
+
+/// `dir/.name.partial-<pid>-<n>`, unique within this process and across processes.
+fn partial_path(path: &Path) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}{PARTIAL}{}-{n}", std::process::id()))
+}
+
+fn is_partial(name: &str) -> bool {
+    name.starts_with('.') && name.contains(PARTIAL)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(StoreError::Io { op: "run", path: String::new(), source: std::io::Error::other(e.to_string()) })
+    })
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_err("sync", dir, e))
+}
+
+fn finish(tmp: &Path, path: &Path) -> Result<(), StoreError> {
+    std::fs::File::open(tmp).and_then(|f| f.sync_all()).map_err(|e| io_err("sync", tmp, e))?;
+    std::fs::rename(tmp, path).map_err(|e| io_err("rename", path, e))?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Walks `dir` (recursively) and collects `(key, path)` pairs of files, partial ones separately.
+fn walk(
+    root: &Path,
+    dir: &Path,
+    files: &mut Vec<(String, PathBuf)>,
+    partials: &mut Vec<(String, PathBuf)>,
+) -> Result<(), StoreError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err("list", dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| io_err("list", dir, e))?;
+        let path = entry.path();
+        let ft = entry.file_type().map_err(|e| io_err("stat", &path, e))?;
+        if ft.is_dir() {
+            walk(root, &path, files, partials)?;
+        } else if ft.is_file() {
+            let Ok(rel) = path.strip_prefix(root) else { continue };
+            let Some(key) = rel.to_str() else { continue };
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if is_partial(&name) {
+                partials.push((key.to_string(), path));
+            } else {
+                files.push((key.to_string(), path));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for LocalStore {
+    fn describe(&self) -> String {
+        format!("file://{}", self.root.display())
+    }
+
+    async fn preflight(&self) -> Result<(), StoreError> {
+        let root = self.root.clone();
+        blocking(move || {
+            std::fs::create_dir_all(&root).map_err(|e| io_err("create directory", &root, e))?;
+            let meta = std::fs::metadata(&root).map_err(|e| io_err("stat", &root, e))?;
+            if !meta.is_dir() {
+                return Err(io_err("use", &root, std::io::Error::other("not a directory")));
+            }
+            // Writable? Create and remove a probe file.
+            let probe = partial_path(&root.join("write-probe"));
+            std::fs::write(&probe, b"").map_err(|e| io_err("write to", &root, e))?;
+            std::fs::remove_file(&probe).map_err(|e| io_err("remove", &probe, e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put_object(&self, key: &str, body: Bytes) -> Result<(), StoreError> {
+        let path = self.path_of(key)?;
+        blocking(move || {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| io_err("create directory", dir, e))?;
+            }
+            let tmp = partial_path(&path);
+            if let Err(e) = std::fs::write(&tmp, &body) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(io_err("write", &tmp, e));
+            }
+            finish(&tmp, &path).inspect_err(|_| {
+                let _ = std::fs::remove_file(&tmp);
+            })
+        })
+        .await
+    }
+
+    async fn create_upload(&self, key: &str) -> Result<Arc<dyn MultipartUpload>, StoreError> {
+        let path = self.path_of(key)?;
+        let key = key.to_string();
+        blocking(move || {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| io_err("create directory", dir, e))?;
+            }
+            let tmp = partial_path(&path);
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .map_err(|e| io_err("create", &tmp, e))?;
+            Ok(Arc::new(LocalUpload { key, path, tmp, file: Arc::new(file) }) as Arc<dyn MultipartUpload>)
+        })
+        .await
+    }
+
+    async fn get_object(&self, key: &str) -> Result<Bytes, StoreError> {
+        let path = self.path_of(key)?;
+        let key = key.to_string();
+        blocking(move || match std::fs::read(&path) {
+            Ok(b) => Ok(Bytes::from(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::NotFound { key }),
+            Err(e) => Err(io_err("read", &path, e)),
+        })
+        .await
+    }
+
+    async fn get_stream(&self, key: &str) -> Result<ByteReader, StoreError> {
+        let path = self.path_of(key)?;
+        match tokio::fs::File::open(&path).await {
+            Ok(f) => Ok(Box::pin(tokio::io::BufReader::with_capacity(1 << 20, f))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::NotFound { key: key.to_string() }),
+            Err(e) => Err(io_err("open", &path, e)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        let root = self.root.clone();
+        let prefix = prefix.to_string();
+        blocking(move || {
+            // Walk from the deepest directory the prefix names, then filter by the full prefix.
+            let dir_part = prefix.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+            let start = if dir_part.is_empty() { root.clone() } else { root.join(dir_part) };
+            let (mut files, mut partials) = (Vec::new(), Vec::new());
+            walk(&root, &start, &mut files, &mut partials)?;
+            let mut out = Vec::new();
+            for (key, path) in files {
+                if !key.starts_with(&prefix) {
+                    continue;
+                }
+                let meta = match std::fs::metadata(&path) {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io_err("stat", &path, e)),
+                };
+                let last_modified = meta.modified().ok().map(DateTime::<Utc>::from);
+                out.push(ObjectInfo { key, size: meta.len(), last_modified });
+            }
+            out.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let path = self.path_of(key)?;
+        blocking(move || match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("remove", &path, e)),
+        })
+        .await
+    }
+
+    async fn list_open_uploads(&self, prefix: &str) -> Result<Vec<OpenUpload>, StoreError> {
+        let root = self.root.clone();
+        let prefix = prefix.to_string();
+        blocking(move || {
+            let (mut files, mut partials) = (Vec::new(), Vec::new());
+            walk(&root, &root, &mut files, &mut partials)?;
+            let mut out = Vec::new();
+            for (key, _) in partials {
+                // `dir/.name.partial-<id>` stands for key `dir/name`.
+                let (dir, file) = key.rsplit_once('/').unwrap_or(("", &key));
+                let Some((name, id)) = file.strip_prefix('.').and_then(|f| f.split_once(PARTIAL)) else { continue };
+                let final_key = if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") };
+                if final_key.starts_with(&prefix) {
+                    out.push(OpenUpload { key: final_key, upload_id: id.to_string() });
+                }
+            }
+            out.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(out)
+        })
+        .await
+    }
+}
+
+struct LocalUpload {
+    key: String,
+    path: PathBuf,
+    tmp: PathBuf,
+    file: Arc<std::fs::File>,
+}
+
+#[async_trait]
+impl MultipartUpload for LocalUpload {
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    async fn put_part(&self, number: u32, offset: u64, body: Bytes) -> Result<PartReceipt, StoreError> {
+        let file = self.file.clone();
+        let tmp = self.tmp.clone();
+        blocking(move || {
+            file.write_all_at(&body, offset).map_err(|e| io_err("write", &tmp, e))?;
+            Ok(PartReceipt { number, etag: format!("{offset}+{}", body.len()) })
+        })
+        .await
+    }
+
+    async fn complete(&self, parts: Vec<PartReceipt>) -> Result<(), StoreError> {
+        // The parts were written in place; their total is the file's length.
+        let end: u64 = parts
+            .iter()
+            .filter_map(|p| {
+                p.etag.split_once('+').and_then(|(o, l)| Some(o.parse::<u64>().ok()? + l.parse::<u64>().ok()?))
+            })
+            .max()
+            .unwrap_or(0);
+        let (file, tmp, path) = (self.file.clone(), self.tmp.clone(), self.path.clone());
+        blocking(move || {
+            file.set_len(end).map_err(|e| io_err("truncate", &tmp, e))?;
+            file.sync_all().map_err(|e| io_err("sync", &tmp, e))?;
+            finish(&tmp, &path)
+        })
+        .await
+    }
+
+    async fn abort(&self) -> Result<(), StoreError> {
+        let tmp = self.tmp.clone();
+        blocking(move || match std::fs::remove_file(&tmp) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("remove", &tmp, e)),
+        })
+        .await
+    }
+}

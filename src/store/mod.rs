@@ -1,0 +1,121 @@
+//! Object storage: the [`Store`] trait, its S3 and local-directory backends, and the streaming
+//! multipart uploader that both share.
+//!
+//! A store knows objects and multipart uploads; it knows nothing of backup sets (see
+//! `catalog.rs`). Keys are `/`-separated and never start with `/`.
+
+pub mod local;
+pub mod s3;
+pub mod upload;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio::io::AsyncRead;
+
+use crate::config::{Config, Destination};
+
+/// Errors a caller can branch on; every message names the bucket, key or path.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("bucket `{bucket}` does not exist")]
+    NoSuchBucket { bucket: String },
+    #[error("credentials rejected by {target}: {detail}")]
+    AccessDenied { target: String, detail: String },
+    #[error("object `{key}` not found")]
+    NotFound { key: String },
+    #[error("cannot reach {target}: {detail}")]
+    Unreachable { target: String, detail: String },
+    #[error("{op} `{target}` failed: {detail}")]
+    Service { op: &'static str, target: String, detail: String },
+    #[error("{op} `{path}`: {source}")]
+    Io { op: &'static str, path: String, source: std::io::Error },
+    #[error("invalid key `{key}`: {reason}")]
+    InvalidKey { key: String, reason: &'static str },
+}
+
+/// One object in a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+    pub last_modified: Option<DateTime<Utc>>,
+}
+
+/// A multipart upload that was started and neither completed nor aborted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenUpload {
+    pub key: String,
+    pub upload_id: String,
+}
+
+/// What the store answered for one uploaded part; handed back at completion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartReceipt {
+    pub number: u32,
+    pub etag: String,
+}
+
+pub type ByteReader = Pin<Box<dyn AsyncRead + Send>>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `s3://bucket` or `file:///path`, for messages.
+    fn describe(&self) -> String;
+    /// Checks that the destination is reachable with these credentials. Writes nothing.
+    async fn preflight(&self) -> Result<(), StoreError>;
+    /// Writes a small object in one request (replacing any object of that key).
+    async fn put_object(&self, key: &str, body: Bytes) -> Result<(), StoreError>;
+    /// Starts a multipart upload; nothing is visible under `key` until it completes.
+    async fn create_upload(&self, key: &str) -> Result<Arc<dyn MultipartUpload>, StoreError>;
+    /// Reads a whole (small) object.
+    async fn get_object(&self, key: &str) -> Result<Bytes, StoreError>;
+    /// Streams an object.
+    async fn get_stream(&self, key: &str) -> Result<ByteReader, StoreError>;
+    /// Every object whose key starts with `prefix`, sorted by key.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError>;
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Multipart uploads under `prefix` that are still open.
+    async fn list_open_uploads(&self, prefix: &str) -> Result<Vec<OpenUpload>, StoreError>;
+}
+
+#[async_trait]
+pub trait MultipartUpload: Send + Sync {
+    fn key(&self) -> &str;
+    /// Uploads part `number` (from 1), which starts at byte `offset` of the object.
+    async fn put_part(&self, number: u32, offset: u64, body: Bytes) -> Result<PartReceipt, StoreError>;
+    /// Makes the object visible, made of `parts` in order.
+    async fn complete(&self, parts: Vec<PartReceipt>) -> Result<(), StoreError>;
+    /// Drops every uploaded part; the key stays as it was.
+    async fn abort(&self) -> Result<(), StoreError>;
+}
+
+/// Opens the configured destination.
+pub async fn open(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+    match &config.storage.destination {
+        Destination::S3 { bucket } => Ok(Arc::new(s3::S3Store::new(bucket, &config.storage.s3).await?)),
+        Destination::Local { root } => Ok(Arc::new(local::LocalStore::new(root.clone()))),
+    }
+}
+
+/// Rejects keys that could escape a directory or confuse listings.
+pub fn check_key(key: &str) -> Result<(), StoreError> {
+    let bad = |reason| Err(StoreError::InvalidKey { key: key.to_string(), reason });
+    if key.is_empty() {
+        return bad("empty");
+    }
+    if key.starts_with('/') || key.ends_with('/') {
+        return bad("starts or ends with `/`");
+    }
+    if key.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+        return bad("has an empty, `.` or `..` segment");
+    }
+    if key.bytes().any(|b| b < 0x20 || b == b'\\') {
+        return bad("has a control character or backslash");
+    }
+    Ok(())
+}

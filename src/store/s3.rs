@@ -1,0 +1,357 @@
+//! S3-compatible object storage through aws-sdk-s3 (AWS, MinIO, Garage, Ceph, R2, B2, ...).
+//!
+//! Credentials come from aws-config's default chain (environment, profile, web identity,
+//! instance metadata) unless the config file holds a key pair. Part checksums: with the SDK's
+//! default (`when_supported`) every part carries a CRC32 and completion echoes only the ETags,
+//! which Garage, MinIO and AWS all accept; `when_required` sends no checksums at all.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_config::BehaviorVersion;
+use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::Client;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+use super::{check_key, ByteReader, MultipartUpload, ObjectInfo, OpenUpload, PartReceipt, Store, StoreError};
+use crate::config::{RequestChecksums, S3Settings};
+
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    /// For messages: the endpoint (or "AWS S3").
+    endpoint: String,
+}
+
+impl S3Store {
+    pub async fn new(bucket: &str, s: &S3Settings) -> Result<Self, StoreError> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(r) = &s.region {
+            loader = loader.region(Region::new(r.clone()));
+        }
+        if let Some(ep) = &s.endpoint {
+            loader = loader.endpoint_url(ep.clone());
+        }
+        if let Some((id, secret)) = &s.credentials {
+            loader = loader.credentials_provider(Credentials::new(
+                id.clone(),
+                secret.expose().to_string(),
+                None,
+                None,
+                "config-file",
+            ));
+        }
+        let sdk = loader.load().await;
+        let mut b = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(s.path_style);
+        if sdk.region().is_none() {
+            if s.endpoint.is_some() {
+                // Most S3-compatible stores ignore the region; AWS needs one.
+                b = b.region(Region::new("us-east-1"));
+            } else {
+                return Err(StoreError::Service {
+                    op: "configure",
+                    target: format!("s3://{bucket}"),
+                    detail: "no region: set `storage.region` (or AWS_REGION)".into(),
+                });
+            }
+        }
+        if s.request_checksums == RequestChecksums::WhenRequired {
+            b = b
+                .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+                .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        }
+        Ok(S3Store {
+            client: Client::from_conf(b.build()),
+            bucket: bucket.to_string(),
+            endpoint: s.endpoint.clone().unwrap_or_else(|| "AWS S3".to_string()),
+        })
+    }
+
+    fn target(&self, key: &str) -> String {
+        if key.is_empty() {
+            format!("s3://{}", self.bucket)
+        } else {
+            format!("s3://{}/{key}", self.bucket)
+        }
+    }
+
+    fn map<E, R>(&self, op: &'static str, key: &str, err: SdkError<E, R>) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+        SdkError<E, R>: std::error::Error,
+    {
+        map_sdk_error(op, &self.bucket, &self.endpoint, &self.target(key), err)
+    }
+}
+
+fn map_sdk_error<E, R>(op: &'static str, bucket: &str, endpoint: &str, target: &str, err: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+    SdkError<E, R>: std::error::Error,
+{
+    if matches!(err, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)) {
+        return StoreError::Unreachable {
+            target: format!("endpoint {endpoint}"),
+            detail: one_line(&DisplayErrorContext(&err).to_string()),
+        };
+    }
+    let code = err.code().map(str::to_string);
+    let message = err.message().map(str::to_string);
+    let detail = match (&code, &message) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c.clone(),
+        _ => one_line(&DisplayErrorContext(&err).to_string()),
+    };
+    match code.as_deref() {
+        Some("NoSuchBucket") => StoreError::NoSuchBucket { bucket: bucket.to_string() },
+        Some("NoSuchKey") | Some("NotFound") => StoreError::NotFound { key: target.to_string() },
+        Some(
+            "InvalidAccessKeyId"
+            | "SignatureDoesNotMatch"
+            | "AccessDenied"
+            | "InvalidToken"
+            | "ExpiredToken"
+            | "InvalidSecurity",
+        ) => StoreError::AccessDenied { target: target.to_string(), detail },
+        Some("AuthorizationHeaderMalformed" | "InvalidRegion" | "IllegalLocationConstraintException") => {
+            StoreError::Service {
+                op,
+                target: target.to_string(),
+                detail: format!("{detail} (wrong `storage.region`?)"),
+            }
+        }
+        _ => StoreError::Service { op, target: target.to_string(), detail },
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn to_utc(t: Option<&aws_sdk_s3::primitives::DateTime>) -> Option<DateTime<Utc>> {
+    t.and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos()))
+}
+
+#[async_trait]
+impl Store for S3Store {
+    fn describe(&self) -> String {
+        format!("s3://{}", self.bucket)
+    }
+
+    async fn preflight(&self) -> Result<(), StoreError> {
+        // A listing names the failure (NoSuchBucket, InvalidAccessKeyId, ...) where HeadBucket
+        // answers only a bare status; and it writes nothing.
+        self.client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .max_keys(1)
+            .send()
+            .await
+            .map_err(|e| self.map("list", "", e))?;
+        Ok(())
+    }
+
+    async fn put_object(&self, key: &str, body: Bytes) -> Result<(), StoreError> {
+        check_key(key)?;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_length(body.len() as i64)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| self.map("put", key, e))?;
+        Ok(())
+    }
+
+    async fn create_upload(&self, key: &str) -> Result<Arc<dyn MultipartUpload>, StoreError> {
+        check_key(key)?;
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.map("create multipart upload", key, e))?;
+        let upload_id = out.upload_id().ok_or_else(|| StoreError::Service {
+            op: "create multipart upload",
+            target: self.target(key),
+            detail: "the store answered without an UploadId".into(),
+        })?;
+        Ok(Arc::new(S3Upload {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            endpoint: self.endpoint.clone(),
+            key: key.to_string(),
+            upload_id: upload_id.to_string(),
+        }))
+    }
+
+    async fn get_object(&self, key: &str) -> Result<Bytes, StoreError> {
+        check_key(key)?;
+        let out =
+            self.client.get_object().bucket(&self.bucket).key(key).send().await.map_err(|e| self.map("get", key, e))?;
+        let data = out.body.collect().await.map_err(|e| StoreError::Service {
+            op: "read",
+            target: self.target(key),
+            detail: one_line(&DisplayErrorContext(&e).to_string()),
+        })?;
+        Ok(data.into_bytes())
+    }
+
+    async fn get_stream(&self, key: &str) -> Result<ByteReader, StoreError> {
+        check_key(key)?;
+        let out =
+            self.client.get_object().bucket(&self.bucket).key(key).send().await.map_err(|e| self.map("get", key, e))?;
+        Ok(Box::pin(out.body.into_async_read()))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        let mut out = Vec::new();
+        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.map("list", prefix, e))?;
+            for o in page.contents() {
+                let Some(key) = o.key() else { continue };
+                out.push(ObjectInfo {
+                    key: key.to_string(),
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                    last_modified: to_utc(o.last_modified()),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        check_key(key)?;
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.map("delete", key, e))?;
+        Ok(())
+    }
+
+    async fn list_open_uploads(&self, prefix: &str) -> Result<Vec<OpenUpload>, StoreError> {
+        let mut out = Vec::new();
+        let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+        loop {
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.clone())
+                .set_upload_id_marker(id_marker.clone())
+                .send()
+                .await
+                .map_err(|e| self.map("list multipart uploads", prefix, e))?;
+            for u in page.uploads() {
+                if let (Some(k), Some(id)) = (u.key(), u.upload_id()) {
+                    out.push(OpenUpload { key: k.to_string(), upload_id: id.to_string() });
+                }
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            let next_key = page.next_key_marker().map(str::to_string);
+            let next_id = page.next_upload_id_marker().map(str::to_string);
+            if next_key.is_none() && next_id.is_none() {
+                break;
+            }
+            (key_marker, id_marker) = (next_key, next_id);
+        }
+        Ok(out)
+    }
+}
+
+struct S3Upload {
+    client: Client,
+    bucket: String,
+    endpoint: String,
+    key: String,
+    upload_id: String,
+}
+
+impl S3Upload {
+    fn target(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+#[async_trait]
+impl MultipartUpload for S3Upload {
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    async fn put_part(&self, number: u32, _offset: u64, body: Bytes) -> Result<PartReceipt, StoreError> {
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .part_number(number as i32)
+            .content_length(body.len() as i64)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| {
+                map_sdk_error(
+                    "upload part",
+                    &self.bucket,
+                    &self.endpoint,
+                    &format!("{} (part {number})", self.target()),
+                    e,
+                )
+            })?;
+        let etag = out.e_tag().ok_or_else(|| StoreError::Service {
+            op: "upload part",
+            target: self.target(),
+            detail: format!("the store answered part {number} without an ETag"),
+        })?;
+        Ok(PartReceipt { number, etag: etag.to_string() })
+    }
+
+    async fn complete(&self, parts: Vec<PartReceipt>) -> Result<(), StoreError> {
+        let parts = parts
+            .into_iter()
+            .map(|p| CompletedPart::builder().part_number(p.number as i32).e_tag(p.etag).build())
+            .collect();
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+            .map_err(|e| map_sdk_error("complete multipart upload", &self.bucket, &self.endpoint, &self.target(), e))?;
+        Ok(())
+    }
+
+    async fn abort(&self) -> Result<(), StoreError> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .send()
+            .await
+            .map_err(|e| map_sdk_error("abort multipart upload", &self.bucket, &self.endpoint, &self.target(), e))?;
+        Ok(())
+    }
+}

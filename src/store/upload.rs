@@ -1,0 +1,344 @@
+//! The streaming uploader: reads a byte stream of unknown length into in-memory parts, hashes
+//! the bytes as they pass, and uploads the parts with a bounded number in flight.
+//!
+//! Nothing becomes visible until [`Staged::commit`]: the caller first checks that the producer
+//! of the stream succeeded (dump exit code, tar errors) and only then commits; otherwise it
+//! calls [`Staged::abort`]. Any error while staging aborts the upload before returning.
+//!
+//! Memory: the part being filled plus at most `part_size * parts_in_flight` bytes of parts in
+//! flight (a semaphore counted in MiB is the backpressure: no part is read before there is room
+//! for it). When the part size grows past that budget, one part is in flight at a time.
+//!
+//! Part size: S3 allows 10,000 parts, so a stream of unknown length cannot use one size for all.
+//! The size doubles every `max_parts / 10` parts (the default 8 MiB parts reach 8 TiB, past S3's
+//! 5 TiB object limit);
+//! `fixed` keeps one size for stores that need equal parts, and fails clearly when it runs out.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::{MultipartUpload, PartReceipt, Store, StoreError};
+use crate::config::{UploadPolicy, MAX_PART_SIZE};
+
+const MIB: u64 = 1024 * 1024;
+
+/// The size of part `number` (from 1) under `policy`.
+pub fn part_size_for(policy: &UploadPolicy, number: u32) -> u64 {
+    if policy.fixed {
+        return policy.part_size;
+    }
+    let tier_len = (policy.max_parts / 10).max(1);
+    let tier = ((number.saturating_sub(1)) / tier_len).min(40);
+    policy.part_size.saturating_mul(1u64 << tier).min(MAX_PART_SIZE)
+}
+
+/// The largest stream `policy` can store.
+pub fn capacity(policy: &UploadPolicy) -> u64 {
+    (1..=policy.max_parts).map(|n| part_size_for(policy, n)).sum()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Uploads in progress, so that a signal handler can abort them (see `abort_all_open`).
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+static OPEN: Mutex<Option<HashMap<u64, Arc<dyn MultipartUpload>>>> = Mutex::new(None);
+
+fn register(upload: Arc<dyn MultipartUpload>) -> u64 {
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    if let Ok(mut open) = OPEN.lock() {
+        open.get_or_insert_with(HashMap::new).insert(id, upload);
+    }
+    id
+}
+
+fn unregister(id: u64) {
+    if let Ok(mut open) = OPEN.lock() {
+        if let Some(m) = open.as_mut() {
+            m.remove(&id);
+        }
+    }
+}
+
+/// Aborts every multipart upload this process has open (on SIGINT/SIGTERM). Returns how many.
+pub async fn abort_all_open() -> usize {
+    let uploads: Vec<_> = match OPEN.lock() {
+        Ok(mut open) => open.take().map(|m| m.into_values().collect()).unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let n = uploads.len();
+    for u in uploads {
+        match u.abort().await {
+            Ok(()) => tracing::warn!(key = %u.key(), "aborted the upload"),
+            Err(e) => {
+                tracing::error!(key = %u.key(), error = %e, "could not abort the upload; the bucket's AbortIncompleteMultipartUpload rule will remove it")
+            }
+        }
+    }
+    n
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// An object whose bytes are all uploaded but not yet visible.
+pub struct Staged {
+    store: Arc<dyn Store>,
+    key: String,
+    state: State,
+    /// Bytes stored (after compression).
+    pub size: u64,
+    /// SHA-256 of the stored bytes.
+    pub sha256: [u8; 32],
+    /// Parts used (1 for a single PutObject).
+    pub parts: u32,
+}
+
+enum State {
+    Single(Bytes),
+    Multipart { upload: Arc<dyn MultipartUpload>, receipts: Vec<PartReceipt>, id: u64 },
+}
+
+impl Staged {
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Makes the object visible under its key.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self.state {
+            State::Single(body) => self.store.put_object(&self.key, body).await,
+            State::Multipart { upload, receipts, id } => {
+                let result = upload.complete(receipts).await;
+                if result.is_err() {
+                    if let Err(e) = upload.abort().await {
+                        tracing::warn!(key = %self.key, error = %e, "could not abort the upload after a failed completion");
+                    }
+                }
+                unregister(id);
+                result
+            }
+        }
+    }
+
+    /// Drops the uploaded parts; nothing appears under the key.
+    pub async fn abort(self) {
+        if let State::Multipart { upload, id, .. } = self.state {
+            if let Err(e) = upload.abort().await {
+                tracing::error!(key = %self.key, error = %e, "could not abort the upload; the bucket's AbortIncompleteMultipartUpload rule will remove it");
+            }
+            unregister(id);
+        }
+    }
+}
+
+/// Reads up to `size` bytes; fewer only at the end of the stream.
+async fn read_part<R: AsyncRead + Unpin>(reader: &mut R, size: u64) -> std::io::Result<Bytes> {
+    let mut buf = vec![0u8; size as usize];
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = reader.read(&mut buf[filled..]).await?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    buf.truncate(filled);
+    Ok(Bytes::from(buf))
+}
+
+/// The producer's stream broke (a Docker connection, a pipe): a source failure.
+fn read_failed(key: &str, e: std::io::Error) -> anyhow::Error {
+    crate::error::Failure::new(crate::error::Class::Source, format!("reading the stream for `{key}`: {e}")).into()
+}
+
+fn retryable(e: &StoreError) -> bool {
+    !matches!(e, StoreError::AccessDenied { .. } | StoreError::NoSuchBucket { .. } | StoreError::InvalidKey { .. })
+}
+
+async fn put_with_retries(
+    upload: Arc<dyn MultipartUpload>,
+    number: u32,
+    offset: u64,
+    body: Bytes,
+    retries: u32,
+) -> Result<PartReceipt, StoreError> {
+    let mut attempt = 0;
+    loop {
+        match upload.put_part(number, offset, body.clone()).await {
+            Ok(r) => return Ok(r),
+            Err(e) if attempt < retries && retryable(&e) => {
+                attempt += 1;
+                let wait = Duration::from_millis(500 << attempt.min(6));
+                tracing::warn!(key = %upload.key(), part = number, attempt, error = %e, "part upload failed; retrying in {wait:?}");
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Reads `reader` to its end into the store under `key`, without making it visible.
+///
+/// `reader` errors (the producer failed) and store errors abort the upload and are returned.
+pub async fn stage<R: AsyncRead + Unpin + Send>(
+    store: &Arc<dyn Store>,
+    key: &str,
+    mut reader: R,
+    policy: &UploadPolicy,
+) -> anyhow::Result<Staged> {
+    let mut hasher = Sha256::new();
+    let first = read_part(&mut reader, part_size_for(policy, 1)).await.map_err(|e| read_failed(key, e))?;
+    hasher.update(&first);
+    if (first.len() as u64) < part_size_for(policy, 1) {
+        let size = first.len() as u64;
+        return Ok(Staged {
+            store: store.clone(),
+            key: key.to_string(),
+            state: State::Single(first),
+            size,
+            sha256: hasher.finalize().into(),
+            parts: 1,
+        });
+    }
+
+    let upload = store.create_upload(key).await?;
+    let id = register(upload.clone());
+    match stage_parts(upload.clone(), key, &mut reader, policy, first, &mut hasher).await {
+        Ok((receipts, size)) => {
+            let parts = receipts.len() as u32;
+            Ok(Staged {
+                store: store.clone(),
+                key: key.to_string(),
+                state: State::Multipart { upload, receipts, id },
+                size,
+                sha256: hasher.finalize().into(),
+                parts,
+            })
+        }
+        Err(e) => {
+            if let Err(abort_err) = upload.abort().await {
+                tracing::error!(key, error = %abort_err, "could not abort the upload; the bucket's AbortIncompleteMultipartUpload rule will remove it");
+            }
+            unregister(id);
+            Err(e)
+        }
+    }
+}
+
+async fn stage_parts<R: AsyncRead + Unpin + Send>(
+    upload: Arc<dyn MultipartUpload>,
+    key: &str,
+    reader: &mut R,
+    policy: &UploadPolicy,
+    first: Bytes,
+    hasher: &mut Sha256,
+) -> anyhow::Result<(Vec<PartReceipt>, u64)> {
+    let budget = (policy.part_size * policy.parts_in_flight as u64).div_ceil(MIB).max(1) as u32;
+    let room = Arc::new(Semaphore::new(budget as usize));
+    let mut in_flight: JoinSet<Result<PartReceipt, StoreError>> = JoinSet::new();
+    let mut receipts = Vec::new();
+    let mut offset = 0u64;
+    let mut number = 1u32;
+    // The first part was read (and hashed) before the upload existed.
+    let mut first = Some(first);
+
+    loop {
+        let size = part_size_for(policy, number);
+        // Wait for room before reading the next part, collecting finished parts meanwhile.
+        let units = (size.div_ceil(MIB) as u32).min(budget);
+        let permit = loop {
+            tokio::select! {
+                p = room.clone().acquire_many_owned(units) => break p.context("upload semaphore closed")?,
+                Some(done) = in_flight.join_next() => receipts.push(done.context("part upload task failed")??),
+            }
+        };
+        let body = match first.take() {
+            Some(b) => b,
+            None => {
+                let b = read_part(reader, size).await.map_err(|e| read_failed(key, e))?;
+                hasher.update(&b);
+                b
+            }
+        };
+        if body.is_empty() {
+            break;
+        }
+        if number > policy.max_parts {
+            anyhow::bail!(crate::error::Failure::new(
+                crate::error::Class::Storage,
+                format!(
+                    "`{key}` needs more than {} parts (last part size {} MiB); raise `storage.part_size`{}",
+                    policy.max_parts,
+                    size / MIB,
+                    if policy.fixed { " or unset `storage.fixed_part_size`" } else { "" }
+                ),
+            ));
+        }
+        let len = body.len() as u64;
+        let (up, retries) = (upload.clone(), policy.part_retries);
+        in_flight.spawn(async move {
+            let r = put_with_retries(up, number, offset, body, retries).await;
+            drop(permit);
+            r
+        });
+        offset += len;
+        number += 1;
+        if len < size {
+            break;
+        }
+    }
+    while let Some(done) = in_flight.join_next().await {
+        receipts.push(done.context("part upload task failed")??);
+    }
+    receipts.sort_by_key(|r| r.number);
+    tracing::debug!(key, parts = receipts.len(), bytes = offset, "all parts uploaded");
+    Ok((receipts, offset))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(part: u64, max_parts: u32, fixed: bool) -> UploadPolicy {
+        UploadPolicy { part_size: part, fixed, max_parts, parts_in_flight: 4, part_retries: 0 }
+    }
+
+    #[test]
+    fn part_size_grows_by_tiers() {
+        let p = policy(5 * MIB, 10_000, false);
+        assert_eq!(part_size_for(&p, 1), 5 * MIB);
+        assert_eq!(part_size_for(&p, 1000), 5 * MIB);
+        assert_eq!(part_size_for(&p, 1001), 10 * MIB);
+        assert_eq!(part_size_for(&p, 10_000), 5 * MIB * 512);
+        // 5 MiB parts reach 4.9 TiB within 10,000 parts; the default 8 MiB passes S3's 5 TiB limit.
+        assert!(capacity(&p) > 4900 * 1024 * MIB, "{}", capacity(&p));
+        let default = UploadPolicy::default();
+        assert!(capacity(&default) >= 5 * 1024 * 1024 * MIB, "{}", capacity(&default));
+        // Never beyond S3's largest part.
+        let big = policy(1024 * MIB, 10_000, false);
+        assert_eq!(part_size_for(&big, 10_000), MAX_PART_SIZE);
+    }
+
+    #[test]
+    fn fixed_part_size_stays() {
+        let p = policy(8 * MIB, 10_000, true);
+        assert_eq!(part_size_for(&p, 9_999), 8 * MIB);
+        assert_eq!(capacity(&p), 10_000 * 8 * MIB);
+    }
+
+    #[test]
+    fn small_part_limits_still_grow() {
+        let p = policy(5 * MIB, 20, false);
+        let sizes: Vec<u64> = (1..=20).map(|n| part_size_for(&p, n) / MIB).collect();
+        assert_eq!(sizes[..4], [5, 5, 10, 10]);
+        assert_eq!(sizes[19], 5 * 512);
+    }
+}
