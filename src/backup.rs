@@ -171,6 +171,7 @@ pub async fn run(
             skipped.push(Skipped { what: format!("data/{p}"), why: why.into() });
         }
         warnings.extend(s.warnings.iter().cloned());
+        objects.push(entry);
     }
 
     let manifest = Manifest {

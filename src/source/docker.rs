@@ -47,8 +47,10 @@ impl Docker {
             .map(str::to_string)
             .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|s| !s.is_empty()))
             .unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_string());
-        let api = bollard::Docker::connect_with_host(&host)
-            .map_err(|e| source(format!("cannot use Docker Engine API address `{host}`: {e}")))?;
+        let api = bollard::Docker::connect_with_host(&host).map_err(|e| {
+            Failure::new(Class::Source, format!("cannot reach the Docker Engine API at `{host}`: {e}"))
+                .with_hint("is Docker (or `podman system service`) running? set `database.docker_host` or DOCKER_HOST")
+        })?;
         Ok(Docker { api, host })
     }
 
