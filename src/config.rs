@@ -682,3 +682,15 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod example {
+    /// The shipped example must stay valid.
+    #[test]
+    fn example_config_parses() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let c = super::Config::from_toml(&text, &path).unwrap();
+        assert_eq!(c.storage.destination, super::Destination::S3 { bucket: "my-seatable-backups".into() });
+    }
+}
