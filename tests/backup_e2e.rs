@@ -13,8 +13,6 @@ use seatable_backup::catalog::{Kind, Manifest};
 use seatable_backup::config::{Algorithm, RequestChecksums, ALWAYS_EXCLUDED};
 use seatable_backup::store::Store;
 
-
-
 async fn assert_nothing_written(prefix: &str) {
     let store = env().s3(RequestChecksums::WhenSupported).await;
     let objects = store.list(&format!("{prefix}/")).await.unwrap();
@@ -24,8 +22,14 @@ async fn assert_nothing_written(prefix: &str) {
 }
 
 async fn manifest_of(store: &dyn Store, prefix: &str) -> Manifest {
-    let keys: Vec<String> =
-        store.list(&format!("{prefix}/")).await.unwrap().into_iter().map(|o| o.key).filter(|k| k.ends_with("/manifest.json")).collect();
+    let keys: Vec<String> = store
+        .list(&format!("{prefix}/"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .filter(|k| k.ends_with("/manifest.json"))
+        .collect();
     assert_eq!(keys.len(), 1, "one manifest expected: {keys:?}");
     Manifest::from_json(&store.get_object(&keys[0]).await.unwrap()).unwrap()
 }
@@ -160,16 +164,56 @@ async fn failures_name_the_cause_and_write_nothing() {
     common::demo_data(&data, 1);
     let secret = "Very-Secret-Pw-4711";
     let cases: Vec<(&str, Vec<(&str, String)>, i32, &str)> = vec![
-        ("unknown bucket", vec![("SEATABLE_BACKUP_DESTINATION", "s3://no-such-bucket-4711".into())], 4, "bucket `no-such-bucket-4711` does not exist"),
-        ("wrong secret key", vec![("AWS_SECRET_ACCESS_KEY", "0000000000000000000000000000000000000000000000000000000000000000".into())], 4, "credentials rejected"),
-        ("unknown access key", vec![("AWS_ACCESS_KEY_ID", "GK0000000000000000000000".into())], 4, "credentials rejected"),
+        (
+            "unknown bucket",
+            vec![("SEATABLE_BACKUP_DESTINATION", "s3://no-such-bucket-4711".into())],
+            4,
+            "bucket `no-such-bucket-4711` does not exist",
+        ),
+        (
+            "wrong secret key",
+            vec![("AWS_SECRET_ACCESS_KEY", "0000000000000000000000000000000000000000000000000000000000000000".into())],
+            4,
+            "credentials rejected",
+        ),
+        (
+            "unknown access key",
+            vec![("AWS_ACCESS_KEY_ID", "GK0000000000000000000000".into())],
+            4,
+            "credentials rejected",
+        ),
         ("wrong region", vec![("SEATABLE_BACKUP_S3_REGION", "eu-west-1".into())], 4, "region"),
-        ("unreachable endpoint", vec![("SEATABLE_BACKUP_S3_ENDPOINT", "http://127.0.0.1:9".into())], 4, "cannot reach endpoint http://127.0.0.1:9"),
-        ("DB container missing", vec![("SEATABLE_BACKUP_DB_CONTAINER", "no-such-container".into())], 3, "container `no-such-container` not found"),
-        ("database missing", vec![("SEATABLE_BACKUP_DATABASES", "ccnet_db,no_such_db".into())], 3, "database `no_such_db` does not exist"),
+        (
+            "unreachable endpoint",
+            vec![("SEATABLE_BACKUP_S3_ENDPOINT", "http://127.0.0.1:9".into())],
+            4,
+            "cannot reach endpoint http://127.0.0.1:9",
+        ),
+        (
+            "DB container missing",
+            vec![("SEATABLE_BACKUP_DB_CONTAINER", "no-such-container".into())],
+            3,
+            "container `no-such-container` not found",
+        ),
+        (
+            "database missing",
+            vec![("SEATABLE_BACKUP_DATABASES", "ccnet_db,no_such_db".into())],
+            3,
+            "database `no_such_db` does not exist",
+        ),
         ("wrong DB password", vec![("SEATABLE_BACKUP_DB_PASSWORD", secret.into())], 3, "refused user `root`"),
-        ("data dir missing", vec![("SEATABLE_BACKUP_DATA_DIR", "/no/such/seatable".into())], 3, "data directory `/no/such/seatable`"),
-        ("Docker socket missing", vec![("SEATABLE_BACKUP_DOCKER_HOST", "unix:///no/such/docker.sock".into())], 3, "cannot reach the Docker Engine API at `unix:///no/such/docker.sock`"),
+        (
+            "data dir missing",
+            vec![("SEATABLE_BACKUP_DATA_DIR", "/no/such/seatable".into())],
+            3,
+            "data directory `/no/such/seatable`",
+        ),
+        (
+            "Docker socket missing",
+            vec![("SEATABLE_BACKUP_DOCKER_HOST", "unix:///no/such/docker.sock".into())],
+            3,
+            "cannot reach the Docker Engine API at `unix:///no/such/docker.sock`",
+        ),
     ];
     for (what, vars, code, needle) in cases {
         let prefix = unique_prefix("fail");
@@ -180,7 +224,10 @@ async fn failures_name_the_cause_and_write_nothing() {
         let out = run.output();
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(code), "{what}: exit code; stderr:\n{err}");
-        let line = err.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{what}: no `error:` line in:\n{err}"));
+        let line = err
+            .lines()
+            .find(|l| l.starts_with("error: "))
+            .unwrap_or_else(|| panic!("{what}: no `error:` line in:\n{err}"));
         assert!(line.contains(needle), "{what}: `{needle}` not in the error line: {line}");
         assert!(!err.contains(secret), "{what}: the DB password leaked into stderr");
         assert!(!err.contains(env().get("SEATABLE_BACKUP_TEST_SECRET_ACCESS_KEY")), "{what}: S3 secret leaked");
@@ -236,7 +283,14 @@ async fn plan_checks_everything_and_writes_nothing() {
     let out = Run::garage(&["plan"], &prefix).env("SEATABLE_BACKUP_DATA_DIR", &data).output();
     assert_exit(&out, 0);
     let text = stdout(&out);
-    for needle in ["destination reachable", "database container found", "`seatable-mysql`", "dump tool found", "database `dtable_db` exists", "data directory readable"] {
+    for needle in [
+        "destination reachable",
+        "database container found",
+        "`seatable-mysql`",
+        "dump tool found",
+        "database `dtable_db` exists",
+        "data directory readable",
+    ] {
         assert!(text.contains(needle), "`{needle}` not in:\n{text}");
     }
     assert!(!text.contains("FAIL"), "{text}");
@@ -257,7 +311,10 @@ async fn plan_checks_everything_and_writes_nothing() {
 async fn list_marks_sets_without_manifest_incomplete() {
     let store = env().s3(RequestChecksums::WhenSupported).await;
     let prefix = unique_prefix("incomplete");
-    store.put_object(&format!("{prefix}/daily/otherhost/2026-01-02T030405Z/db/ccnet_db.sql.zst"), "x".into()).await.unwrap();
+    store
+        .put_object(&format!("{prefix}/daily/otherhost/2026-01-02T030405Z/db/ccnet_db.sql.zst"), "x".into())
+        .await
+        .unwrap();
     let out = Run::garage(&["list"], &prefix).output();
     assert_exit(&out, 0);
     let text = stdout(&out);
@@ -312,7 +369,10 @@ async fn interrupted_runs_leave_nothing_behind() {
         .env("SEATABLE_BACKUP_PARTS_IN_FLIGHT", "1")
         .spawn();
     wait_for_open_upload(store.as_ref(), &prefix, &mut child).await;
-    let kill = Command::new("podman").args(["exec", env().container(), "pkill", "-9", "-f", "dump.* bigdb$"]).output().unwrap();
+    let kill = Command::new("podman")
+        .args(["exec", env().container(), "pkill", "-9", "-f", "dump.* bigdb$"])
+        .output()
+        .unwrap();
     assert!(kill.status.success(), "pkill found no dump of bigdb: {}", String::from_utf8_lossy(&kill.stderr));
     let out = child.wait_with_output().unwrap();
     assert_exit(&out, 3);

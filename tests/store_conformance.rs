@@ -94,8 +94,9 @@ async fn suite(store: Arc<dyn Store>, prefix: &str) {
     for (len, name) in [(23 * MIB + 12_345, "multi.bin"), (10 * MIB, "exact.bin")] {
         let big = data(len, 3);
         let key = format!("{prefix}/{name}");
-        let staged =
-            upload::stage(&store, &key, std::io::Cursor::new(big.clone()), &policy(5 * MIB, 10_000, false)).await.unwrap();
+        let staged = upload::stage(&store, &key, std::io::Cursor::new(big.clone()), &policy(5 * MIB, 10_000, false))
+            .await
+            .unwrap();
         assert_eq!(staged.parts as usize, len.div_ceil(5 * MIB));
         assert_eq!(staged.size, len as u64);
         assert!(store.list(&key).await.unwrap().is_empty(), "visible before commit");
@@ -108,8 +109,9 @@ async fn suite(store: Arc<dyn Store>, prefix: &str) {
 
     // Abort after staging: nothing visible, nothing open.
     let key = format!("{prefix}/aborted.bin");
-    let staged =
-        upload::stage(&store, &key, std::io::Cursor::new(data(12 * MIB, 4)), &policy(5 * MIB, 10_000, false)).await.unwrap();
+    let staged = upload::stage(&store, &key, std::io::Cursor::new(data(12 * MIB, 4)), &policy(5 * MIB, 10_000, false))
+        .await
+        .unwrap();
     staged.abort().await;
     assert!(store.list(&key).await.unwrap().is_empty());
     assert!(store.list_open_uploads(&key).await.unwrap().is_empty());

@@ -30,7 +30,10 @@ pub fn env() -> &'static TestEnv {
     ENV.get_or_init(|| {
         let path = env_file();
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!("test environment missing ({}: {e}); start it with `scripts/testenv up` (or run `scripts/test`)", path.display())
+            panic!(
+                "test environment missing ({}: {e}); start it with `scripts/testenv up` (or run `scripts/test`)",
+                path.display()
+            )
         });
         let mut vars = HashMap::new();
         for line in text.lines() {
@@ -154,7 +157,8 @@ impl TestEnv {
 pub fn unique_prefix(name: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     format!("t/{name}-{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
@@ -212,7 +216,12 @@ impl Run {
     }
 
     pub fn spawn(mut self) -> std::process::Child {
-        self.cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn seatable-backup")
+        self.cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn seatable-backup")
     }
 }
 
@@ -247,7 +256,10 @@ pub async fn fetch_decompressed(store: &dyn Store, key: &str, algo: seatable_bac
     use tokio::io::AsyncReadExt;
     let r = store.get_stream(key).await.expect("get object");
     let mut out = Vec::new();
-    seatable_backup::codec::decompress(tokio::io::BufReader::new(r), algo).read_to_end(&mut out).await.expect("decompress");
+    seatable_backup::codec::decompress(tokio::io::BufReader::new(r), algo)
+        .read_to_end(&mut out)
+        .await
+        .expect("decompress");
     out
 }
 
