@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -163,7 +162,9 @@ async fn failures_name_the_cause_and_write_nothing() {
     let data = work.path().join("seatable");
     common::demo_data(&data, 1);
     let secret = "Very-Secret-Pw-4711";
-    let cases: Vec<(&str, Vec<(&str, String)>, i32, &str)> = vec![
+    /// What, the environment it runs with, the exit code, a part of the error line.
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, i32, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "unknown bucket",
             vec![("SEATABLE_BACKUP_DESTINATION", "s3://no-such-bucket-4711".into())],
@@ -404,5 +405,4 @@ fn help_lists_the_commands() {
     for c in ["backup", "list", "plan"] {
         assert!(stdout(&out).contains(c));
     }
-    let _ = Path::new("unused");
 }
