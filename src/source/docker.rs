@@ -197,30 +197,46 @@ impl Docker {
         let stderr = Arc::new(Mutex::new(TailBuffer::new(64 * 1024)));
         let sink = stderr.clone();
         let name = container.to_string();
-        let stdout = output.filter_map(move |item| {
-            let out = match item {
-                Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
-                    Some(Ok::<Bytes, std::io::Error>(message))
-                }
-                Ok(LogOutput::StdErr { message }) => {
-                    if let Ok(mut s) = sink.lock() {
-                        s.push(&message);
+        // A pump task reads and demultiplexes the connection while the pipeline compresses:
+        // two cores work at once. The channel is bounded (backpressure reaches the socket).
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(64);
+        let mut output = output;
+        let pump = tokio::spawn(async move {
+            while let Some(item) = output.next().await {
+                let out = match item {
+                    Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => Ok(message),
+                    Ok(LogOutput::StdErr { message }) => {
+                        if let Ok(mut s) = sink.lock() {
+                            s.push(&message);
+                        }
+                        continue;
                     }
-                    None
+                    Ok(LogOutput::StdIn { .. }) => continue,
+                    Err(e) => Err(std::io::Error::other(format!("reading output from container `{name}`: {e}"))),
+                };
+                let failed = out.is_err();
+                if tx.send(out).await.is_err() || failed {
+                    break; // the pipeline stopped reading (it failed), or the stream broke
                 }
-                Ok(LogOutput::StdIn { .. }) => None,
-                Err(e) => Some(Err(std::io::Error::other(format!("reading output from container `{name}`: {e}")))),
-            };
-            std::future::ready(out)
+            }
         });
+        let stdout = tokio_stream_from(rx);
         let reader = StreamReader::new(stdout);
         let this = self.clone();
         let container = container.to_string();
         let finish = async move {
+            let _ = pump.await;
             let exit_code = this.exit_code(&container, &id).await.context("waiting for the command to exit")?;
             let stderr = stderr.lock().map(|s| s.one_line()).unwrap_or_default();
             Ok(ExecStatus { exit_code, stderr })
         };
         Ok(Produced { reader: Box::pin(reader), finish: Box::pin(finish) })
     }
+}
+
+/// A stream over a bounded channel's receiver.
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
