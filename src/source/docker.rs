@@ -199,12 +199,29 @@ impl Docker {
         let name = container.to_string();
         // A pump task reads and demultiplexes the connection while the pipeline compresses:
         // two cores work at once. The channel is bounded (backpressure reaches the socket).
-        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(64);
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
         let mut output = output;
         let pump = tokio::spawn(async move {
+            // Frames are as small as the command's writes; zstd compresses much faster when
+            // fed large contiguous blocks, so frames are gathered into blocks of `BLOCK`.
+            const BLOCK: usize = 256 * 1024;
+            let mut block = bytes::BytesMut::new();
             while let Some(item) = output.next().await {
                 let out = match item {
-                    Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => Ok(message),
+                    Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+                        if block.is_empty() && message.len() >= BLOCK {
+                            Ok(message)
+                        } else {
+                            if block.capacity() == 0 {
+                                block.reserve(BLOCK);
+                            }
+                            block.extend_from_slice(&message);
+                            if block.len() < BLOCK {
+                                continue;
+                            }
+                            Ok(block.split().freeze())
+                        }
+                    }
                     Ok(LogOutput::StdErr { message }) => {
                         if let Ok(mut s) = sink.lock() {
                             s.push(&message);
@@ -215,9 +232,15 @@ impl Docker {
                     Err(e) => Err(std::io::Error::other(format!("reading output from container `{name}`: {e}"))),
                 };
                 let failed = out.is_err();
-                if tx.send(out).await.is_err() || failed {
-                    break; // the pipeline stopped reading (it failed), or the stream broke
+                if failed && !block.is_empty() {
+                    let _ = tx.send(Ok(block.split().freeze())).await;
                 }
+                if tx.send(out).await.is_err() || failed {
+                    return; // the pipeline stopped reading (it failed), or the stream broke
+                }
+            }
+            if !block.is_empty() {
+                let _ = tx.send(Ok(block.freeze())).await;
             }
         });
         let stdout = tokio_stream_from(rx);

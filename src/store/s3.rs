@@ -22,6 +22,8 @@ use crate::config::{RequestChecksums, S3Settings};
 
 pub struct S3Store {
     client: Client,
+    /// Skip SigV4 payload hashing of part bodies (see `new`).
+    unsigned_parts: bool,
     bucket: String,
     /// For messages: the endpoint (or "AWS S3").
     endpoint: String,
@@ -64,8 +66,14 @@ impl S3Store {
                 .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
                 .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
         }
+        // The SigV4 payload hash costs a full SHA-256 pass over every part, on our side and the
+        // store's. It is redundant where the body is already protected: by TLS, or by the CRC32
+        // checksum the SDK sends by default. Over plain HTTP without checksums, keep it.
+        let unsigned_parts = s.endpoint.as_deref().is_none_or(|e| e.starts_with("https://"))
+            || s.request_checksums == RequestChecksums::WhenSupported;
         Ok(S3Store {
             client: Client::from_conf(b.build()),
+            unsigned_parts,
             bucket: bucket.to_string(),
             endpoint: s.endpoint.clone().unwrap_or_else(|| "AWS S3".to_string()),
         })
@@ -188,6 +196,7 @@ impl Store for S3Store {
         })?;
         Ok(Arc::new(S3Upload {
             client: self.client.clone(),
+            unsigned_parts: self.unsigned_parts,
             bucket: self.bucket.clone(),
             endpoint: self.endpoint.clone(),
             key: key.to_string(),
@@ -279,6 +288,7 @@ impl Store for S3Store {
 
 struct S3Upload {
     client: Client,
+    unsigned_parts: bool,
     bucket: String,
     endpoint: String,
     key: String,
@@ -298,7 +308,7 @@ impl MultipartUpload for S3Upload {
     }
 
     async fn put_part(&self, number: u32, _offset: u64, body: Bytes) -> Result<PartReceipt, StoreError> {
-        let out = self
+        let request = self
             .client
             .upload_part()
             .bucket(&self.bucket)
@@ -306,18 +316,15 @@ impl MultipartUpload for S3Upload {
             .upload_id(&self.upload_id)
             .part_number(number as i32)
             .content_length(body.len() as i64)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .map_err(|e| {
-                map_sdk_error(
-                    "upload part",
-                    &self.bucket,
-                    &self.endpoint,
-                    &format!("{} (part {number})", self.target()),
-                    e,
-                )
-            })?;
+            .body(ByteStream::from(body));
+        let sent = if self.unsigned_parts {
+            request.customize().disable_payload_signing().send().await
+        } else {
+            request.send().await
+        };
+        let out = sent.map_err(|e| {
+            map_sdk_error("upload part", &self.bucket, &self.endpoint, &format!("{} (part {number})", self.target()), e)
+        })?;
         let etag = out.e_tag().ok_or_else(|| StoreError::Service {
             op: "upload part",
             target: self.target(),
