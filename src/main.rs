@@ -13,7 +13,8 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     limit_allocator_growth();
     let cli = Cli::parse();
-    init_logging(cli.global.log_format, &cli.global.log_level);
+    let format = cli.global.log_format;
+    init_logging(format, &cli.global.log_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -21,11 +22,16 @@ fn main() -> ExitCode {
             return ExitCode::from(Class::Internal.exit_code());
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // Don't wait forever for a blocking task (a tar thread) of an aborted run.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             let class = class_of(&err);
-            tracing::error!(class = %class, "{}", one_line(&err));
+            if format == LogFormat::Json {
+                tracing::error!(class = %class, exit_code = class.exit_code(), "{}", one_line(&err));
+            }
             eprintln!("error: {}", one_line(&err));
             if let Some(hint) = hint_of(&err) {
                 eprintln!("hint: {hint}");

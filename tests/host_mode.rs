@@ -28,20 +28,17 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// The `mariadb` client against the server on `port`, over TCP, as root.
+fn mariadb(port: u16, args: &[&str]) -> Command {
+    let mut c = Command::new("mariadb");
+    c.args(["--protocol=TCP", "--default-character-set=utf8mb4", "-h127.0.0.1", &format!("-P{port}"), "-uroot"])
+        .args(args)
+        .env("MYSQL_PWD", PASSWORD);
+    c
+}
+
 fn client(port: u16, sql: &str) -> String {
-    let out = Command::new("mariadb")
-        .args([
-            "--protocol=TCP",
-            "--default-character-set=utf8mb4",
-            "-h127.0.0.1",
-            &format!("-P{port}"),
-            "-uroot",
-            "-N",
-            "-B",
-            "-e",
-            sql,
-        ])
-        .env("MYSQL_PWD", PASSWORD)
+    let out = mariadb(port, &["-N", "-B", "-e", sql])
         .output()
         .expect("the mariadb client (package mariadb-client) must be installed");
     assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
@@ -83,12 +80,7 @@ fn start_server() -> Server {
     let server = Server { child, port, _dir: dir };
     let start = Instant::now();
     loop {
-        let ok = Command::new("mariadb")
-            .args(["--protocol=TCP", "-h127.0.0.1", &format!("-P{port}"), "-uroot", "-e", "SELECT 1"])
-            .env("MYSQL_PWD", PASSWORD)
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
+        let ok = mariadb(port, &["-e", "SELECT 1"]).output().map(|o| o.status.success()).unwrap_or(false);
         if ok {
             return server;
         }
@@ -139,19 +131,7 @@ async fn host_mode_dumps_an_external_server() {
         .expect("dump object");
     let dump = common::fetch_decompressed(store.as_ref(), &key, seatable_backup::config::Algorithm::Zstd).await;
     client(port, "CREATE DATABASE ext_copy CHARACTER SET utf8mb4");
-    let mut load = Command::new("mariadb")
-        .args([
-            "--protocol=TCP",
-            "--default-character-set=utf8mb4",
-            "-h127.0.0.1",
-            &format!("-P{port}"),
-            "-uroot",
-            "ext_copy",
-        ])
-        .env("MYSQL_PWD", PASSWORD)
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut load = mariadb(port, &["ext_copy"]).stdin(Stdio::piped()).spawn().unwrap();
     std::io::Write::write_all(load.stdin.as_mut().unwrap(), &dump).unwrap();
     drop(load.stdin.take());
     assert!(load.wait().unwrap().success(), "loading the dump failed");

@@ -192,3 +192,15 @@ async fn garage_conforms_with_checksums_when_required() {
     let store = common::env().s3(RequestChecksums::WhenRequired).await;
     suite(store, &common::unique_prefix("conformance-required")).await;
 }
+
+#[tokio::test]
+async fn local_preflight_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("not/yet/there");
+    LocalStore::new(root.clone()).preflight().await.expect("a creatable root passes");
+    assert!(!dir.path().join("not").exists(), "preflight created directories");
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let err = LocalStore::new(file.join("sub")).preflight().await.unwrap_err();
+    assert!(err.to_string().contains("not a directory"), "{err}");
+}

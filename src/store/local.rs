@@ -108,17 +108,30 @@ impl Store for LocalStore {
     }
 
     async fn preflight(&self) -> Result<(), StoreError> {
+        // Writes nothing: the root (or, while it does not exist yet, its nearest existing
+        // ancestor, where it would be created) must be a writable directory.
         let root = self.root.clone();
         blocking(move || {
-            std::fs::create_dir_all(&root).map_err(|e| io_err("create directory", &root, e))?;
-            let meta = std::fs::metadata(&root).map_err(|e| io_err("stat", &root, e))?;
-            if !meta.is_dir() {
-                return Err(io_err("use", &root, std::io::Error::other("not a directory")));
+            let mut dir = root.as_path();
+            loop {
+                match std::fs::metadata(dir) {
+                    Ok(meta) if meta.is_dir() => break,
+                    Ok(_) => return Err(io_err("use", dir, std::io::Error::other("not a directory"))),
+                    Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+                        match dir.parent() {
+                            Some(p) => dir = p,
+                            None => return Err(io_err("find", &root, e)),
+                        }
+                    }
+                    Err(e) => return Err(io_err("stat", dir, e)),
+                }
             }
-            // Writable? Create and remove a probe file.
-            let probe = partial_path(&root.join("write-probe"));
-            std::fs::write(&probe, b"").map_err(|e| io_err("write to", &root, e))?;
-            std::fs::remove_file(&probe).map_err(|e| io_err("remove", &probe, e))?;
+            let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(dir.as_os_str()))
+                .map_err(|_| io_err("use", dir, std::io::Error::other("path holds a NUL byte")))?;
+            // SAFETY: a valid NUL-terminated path; access(2) only reads it.
+            if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+                return Err(io_err("write to", dir, std::io::Error::last_os_error()));
+            }
             Ok(())
         })
         .await
