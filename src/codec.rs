@@ -134,3 +134,50 @@ mod tests {
         assert_eq!(state.tail().len(), TAIL);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use tokio::io::AsyncReadExt;
+
+    /// Yields its data in the given chunk sizes, like a socket or pipe would.
+    struct Chunked {
+        data: Vec<u8>,
+        pos: usize,
+        sizes: Vec<usize>,
+        turn: usize,
+    }
+
+    impl AsyncRead for Chunked {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            let want = self.sizes[self.turn % self.sizes.len()].max(1);
+            self.turn += 1;
+            let n = want.min(buf.remaining()).min(self.data.len() - self.pos);
+            let pos = self.pos;
+            buf.put_slice(&self.data[pos..pos + n]);
+            self.pos += n;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    proptest! {
+        /// However the stream is cut into reads, the Tap counts every byte and keeps exactly
+        /// the stream's last bytes (what the `-- Dump completed` check relies on).
+        #[test]
+        fn tap_is_independent_of_chunking(data in proptest::collection::vec(any::<u8>(), 0..5000),
+                                          sizes in proptest::collection::vec(1usize..1200, 1..8)) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let (mut tap, state) = Tap::new(Chunked { data: data.clone(), pos: 0, sizes, turn: 0 });
+            let mut out = Vec::new();
+            rt.block_on(tap.read_to_end(&mut out)).unwrap();
+            prop_assert_eq!(&out, &data);
+            prop_assert_eq!(state.count(), data.len() as u64);
+            prop_assert_eq!(state.tail(), data[data.len().saturating_sub(TAIL)..].to_vec());
+        }
+    }
+}
