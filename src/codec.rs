@@ -3,20 +3,19 @@
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
 use async_compression::tokio::bufread::{GzipEncoder, ZstdEncoder};
 use async_compression::Level;
-use tokio::io::{AsyncBufRead, AsyncRead, BufReader, ReadBuf};
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use tokio::io::{AsyncBufRead, AsyncRead};
+use tokio_util::io::StreamReader;
 
 use crate::config::{Algorithm, CompressionConfig};
 
-/// Buffer between the producer and the compressor.
-const READ_BUF: usize = 256 * 1024;
-
-/// Wraps `input` in the configured compressor.
-pub fn compress<R: AsyncRead + Send + 'static>(input: R, c: &CompressionConfig) -> Pin<Box<dyn AsyncRead + Send>> {
-    let buffered = BufReader::with_capacity(READ_BUF, input);
+/// Wraps `input` in the configured compressor, which reads straight from `input`'s buffers.
+pub fn compress<R: AsyncBufRead + Send + 'static>(input: R, c: &CompressionConfig) -> Pin<Box<dyn AsyncRead + Send>> {
+    let buffered = input;
     match c.algorithm {
         Algorithm::Zstd => {
             let mut params = Vec::new();
@@ -55,6 +54,24 @@ pub struct TapState {
 const TAIL: usize = 512;
 
 impl TapState {
+    /// Records bytes that passed.
+    pub fn observe(&self, new: &[u8]) {
+        if new.is_empty() {
+            return;
+        }
+        self.bytes.fetch_add(new.len() as u64, Ordering::Relaxed);
+        if let Ok(mut tail) = self.tail.lock() {
+            if new.len() >= TAIL {
+                tail.clear();
+                tail.extend_from_slice(&new[new.len() - TAIL..]);
+            } else {
+                tail.extend_from_slice(new);
+                let excess = tail.len().saturating_sub(TAIL);
+                tail.drain(..excess);
+            }
+        }
+    }
+
     /// The last (up to) 512 bytes seen.
     pub fn tail(&self) -> Vec<u8> {
         self.tail.lock().map(|t| t.clone()).unwrap_or_default()
@@ -64,41 +81,20 @@ impl TapState {
     }
 }
 
-/// Passes bytes through, counting them and keeping the tail (for the `-- Dump completed` check).
-pub struct Tap<R> {
-    inner: R,
-    state: Arc<TapState>,
-}
-
-impl<R> Tap<R> {
-    pub fn new(inner: R) -> (Self, Arc<TapState>) {
-        let state = Arc::new(TapState::default());
-        (Tap { inner, state: state.clone() }, state)
-    }
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for Tap<R> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = &res {
-            let new = &buf.filled()[before..];
-            if !new.is_empty() {
-                self.state.bytes.fetch_add(new.len() as u64, Ordering::Relaxed);
-                if let Ok(mut tail) = self.state.tail.lock() {
-                    if new.len() >= TAIL {
-                        tail.clear();
-                        tail.extend_from_slice(&new[new.len() - TAIL..]);
-                    } else {
-                        tail.extend_from_slice(new);
-                        let excess = tail.len().saturating_sub(TAIL);
-                        tail.drain(..excess);
-                    }
-                }
-            }
+/// Reads a stream of chunks as a buffered reader (the compressor reads the chunks in place),
+/// counting the bytes and keeping the tail (for the `-- Dump completed` check) as they pass.
+pub fn tapped<S>(chunks: S) -> (Pin<Box<dyn AsyncBufRead + Send>>, Arc<TapState>)
+where
+    S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+{
+    let state = Arc::new(TapState::default());
+    let seen = state.clone();
+    let stream = chunks.inspect(move |chunk| {
+        if let Ok(b) = chunk {
+            seen.observe(b);
         }
-        res
-    }
+    });
+    (Box::pin(StreamReader::new(stream)), state)
 }
 
 #[cfg(test)]
@@ -114,7 +110,7 @@ mod tests {
             let mut compressed = Vec::new();
             compress(std::io::Cursor::new(data.clone()), &c).read_to_end(&mut compressed).await.unwrap();
             let mut back = Vec::new();
-            decompress(BufReader::new(std::io::Cursor::new(compressed)), algorithm)
+            decompress(tokio::io::BufReader::new(std::io::Cursor::new(compressed)), algorithm)
                 .read_to_end(&mut back)
                 .await
                 .unwrap();
@@ -126,7 +122,8 @@ mod tests {
     async fn tap_counts_and_keeps_the_tail() {
         let mut data = vec![b'x'; 100_000];
         data.extend_from_slice(b"\n-- Dump completed on 2026-11-29 16:00:00\n");
-        let (mut tap, state) = Tap::new(std::io::Cursor::new(data.clone()));
+        let chunks: Vec<std::io::Result<Bytes>> = data.chunks(7000).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+        let (mut tap, state) = tapped(futures::stream::iter(chunks));
         let mut out = Vec::new();
         tap.read_to_end(&mut out).await.unwrap();
         assert_eq!(state.count(), data.len() as u64);
@@ -141,40 +138,25 @@ mod properties {
     use proptest::prelude::*;
     use tokio::io::AsyncReadExt;
 
-    /// Yields its data in the given chunk sizes, like a socket or pipe would.
-    struct Chunked {
-        data: Vec<u8>,
-        pos: usize,
-        sizes: Vec<usize>,
-        turn: usize,
-    }
-
-    impl AsyncRead for Chunked {
-        fn poll_read(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-            buf: &mut ReadBuf<'_>,
-        ) -> Poll<std::io::Result<()>> {
-            let want = self.sizes[self.turn % self.sizes.len()].max(1);
-            self.turn += 1;
-            let n = want.min(buf.remaining()).min(self.data.len() - self.pos);
-            let pos = self.pos;
-            buf.put_slice(&self.data[pos..pos + n]);
-            self.pos += n;
-            Poll::Ready(Ok(()))
-        }
-    }
-
     proptest! {
-        /// However the stream is cut into reads, the Tap counts every byte and keeps exactly
-        /// the stream's last bytes (what the `-- Dump completed` check relies on).
+        /// However the stream is cut into chunks, the tap counts every byte and keeps exactly
+        /// the stream's last bytes (what the `-- Dump completed` check relies on), and the
+        /// reader yields the stream unchanged.
         #[test]
         fn tap_is_independent_of_chunking(data in proptest::collection::vec(any::<u8>(), 0..5000),
                                           sizes in proptest::collection::vec(1usize..1200, 1..8)) {
+            let mut chunks = Vec::new();
+            let (mut pos, mut turn) = (0, 0);
+            while pos < data.len() {
+                let n = sizes[turn % sizes.len()].min(data.len() - pos);
+                chunks.push(Ok::<Bytes, std::io::Error>(Bytes::copy_from_slice(&data[pos..pos + n])));
+                pos += n;
+                turn += 1;
+            }
             let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-            let (mut tap, state) = Tap::new(Chunked { data: data.clone(), pos: 0, sizes, turn: 0 });
+            let (mut reader, state) = tapped(futures::stream::iter(chunks));
             let mut out = Vec::new();
-            rt.block_on(tap.read_to_end(&mut out)).unwrap();
+            rt.block_on(reader.read_to_end(&mut out)).unwrap();
             prop_assert_eq!(&out, &data);
             prop_assert_eq!(state.count(), data.len() as u64);
             prop_assert_eq!(state.tail(), data[data.len().saturating_sub(TAIL)..].to_vec());

@@ -4,16 +4,16 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use tokio_util::io::SyncIoBridge;
+use bytes::Bytes;
 
 use super::tar::{write_tar, TarOptions, TarStats};
 use super::Produced;
-use crate::codec::Tap;
+use crate::codec::tapped;
 use crate::config::{DataConfig, ALWAYS_EXCLUDED, DEFAULT_DATA_DIRS};
 use crate::error::{Class, Failure};
 
-/// Bytes buffered between the tar thread and the compressor.
-const PIPE: usize = 1 << 20;
+/// Chunks (of about 1 MiB) buffered between the tar thread and the compressor.
+const PIPE_CHUNKS: usize = 4;
 
 /// What a finished tar produced.
 #[derive(Debug, Clone)]
@@ -60,15 +60,33 @@ pub fn excludes(cfg: &DataConfig) -> Vec<PathBuf> {
     ALWAYS_EXCLUDED.iter().map(PathBuf::from).chain(cfg.exclude.iter().cloned()).collect()
 }
 
+/// Hands each write of the tar thread to the async pipeline as an owned chunk, over a bounded
+/// channel (the backpressure: the tar thread blocks while the pipeline is behind).
+struct ChunkWriter {
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tx
+            .blocking_send(Ok(Bytes::copy_from_slice(buf)))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the upload stopped reading"))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Starts archiving `dir`; `finish` fails if the tar failed (read errors name the path).
 pub fn tar_stream(dir: PathBuf, excludes: Vec<PathBuf>) -> Produced<DataReport> {
-    let (reader, writer) = tokio::io::duplex(PIPE);
-    let bridge = SyncIoBridge::new(writer);
+    // `write_tar` writes 1 MiB at a time: at most PIPE_CHUNKS MiB wait in the channel.
+    let (tx, rx) = tokio::sync::mpsc::channel(PIPE_CHUNKS);
     let opts = TarOptions { excludes };
     let shown = dir.display().to_string();
-    // `write_tar` buffers its output itself (1 MiB writes).
-    let task = tokio::task::spawn_blocking(move || write_tar(&dir, &opts, bridge));
-    let (tap, state) = Tap::new(reader);
+    let task = tokio::task::spawn_blocking(move || write_tar(&dir, &opts, ChunkWriter { tx }));
+    let chunks = super::receiver_stream(rx);
+    let (reader, state) = tapped(chunks);
     let finish = async move {
         let stats = task
             .await
@@ -76,5 +94,5 @@ pub fn tar_stream(dir: PathBuf, excludes: Vec<PathBuf>) -> Produced<DataReport> 
             .with_context(|| format!("archiving data directory `{shown}`"))?;
         Ok(DataReport { raw_size: state.count(), stats })
     };
-    Produced { reader: Box::pin(tap), finish: Box::pin(finish) }
+    Produced { reader, finish: Box::pin(finish) }
 }

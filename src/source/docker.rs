@@ -12,9 +12,8 @@ use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio_util::io::StreamReader;
 
-use super::{Produced, TailBuffer};
+use super::{Chunks, Finish, TailBuffer};
 use crate::error::{source, Class, Failure};
 
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
@@ -189,7 +188,7 @@ impl Docker {
         container: &str,
         cmd: Vec<String>,
         env: Vec<String>,
-    ) -> anyhow::Result<Produced<ExecStatus>> {
+    ) -> anyhow::Result<(Chunks, Finish<ExecStatus>)> {
         let (id, started) = self.start(container, cmd, env).await?;
         let StartExecResults::Attached { output, .. } = started else {
             anyhow::bail!("the Docker Engine API detached a command we attached to");
@@ -243,8 +242,7 @@ impl Docker {
                 let _ = tx.send(Ok(block.freeze())).await;
             }
         });
-        let stdout = tokio_stream_from(rx);
-        let reader = StreamReader::new(stdout);
+        let stdout = super::receiver_stream(rx);
         let this = self.clone();
         let container = container.to_string();
         let finish = async move {
@@ -253,13 +251,6 @@ impl Docker {
             let stderr = stderr.lock().map(|s| s.one_line()).unwrap_or_default();
             Ok(ExecStatus { exit_code, stderr })
         };
-        Ok(Produced { reader: Box::pin(reader), finish: Box::pin(finish) })
+        Ok((Box::pin(stdout), Box::pin(finish)))
     }
-}
-
-/// A stream over a bounded channel's receiver.
-fn tokio_stream_from<T: Send + 'static>(
-    mut rx: tokio::sync::mpsc::Receiver<T>,
-) -> impl futures::Stream<Item = T> + Send + 'static {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use tokio::io::AsyncReadExt;
 
 use super::docker::{Docker, ExecStatus};
-use super::{Produced, TailBuffer};
-use crate::codec::Tap;
+use super::{Chunks, Finish, Produced, TailBuffer};
+use crate::codec::tapped;
 use crate::config::{DatabaseConfig, DbAccess, Secret, DEFAULT_DB_CONTAINERS};
 use crate::error::{integrity, source, Class, Failure};
 
@@ -267,14 +267,13 @@ impl DbSource {
         let argv = self.dump_argv(db, exclude_tables);
         let where_ = self.describe();
         let db_name = db.to_string();
-        let produced: Produced<ExecStatus> = match &self.runner {
+        let (chunks, inner_finish) = match &self.runner {
             Runner::Container { docker, container } => {
                 docker.exec_stream(container, self.wrap(argv), self.env()).await?
             }
             Runner::Host { .. } => self.spawn_host(argv)?,
         };
-        let (tap, state) = Tap::new(produced.reader);
-        let inner_finish = produced.finish;
+        let (reader, state) = tapped(chunks);
         let finish = async move {
             let status = inner_finish.await?;
             if status.exit_code != 0 {
@@ -298,10 +297,10 @@ impl DbSource {
             }
             Ok(DumpReport { raw_size: state.count() })
         };
-        Ok(Produced { reader: Box::pin(tap), finish: Box::pin(finish) })
+        Ok(Produced { reader, finish: Box::pin(finish) })
     }
 
-    fn spawn_host(&self, argv: Vec<String>) -> anyhow::Result<Produced<ExecStatus>> {
+    fn spawn_host(&self, argv: Vec<String>) -> anyhow::Result<(Chunks, Finish<ExecStatus>)> {
         let mut cmd = tokio::process::Command::new(&argv[0]);
         cmd.args(&argv[1..]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
         if let Some(pw) = &self.password {
@@ -331,6 +330,7 @@ impl DbSource {
             let stderr = stderr.lock().map(|s| s.one_line()).unwrap_or_default();
             Ok(ExecStatus { exit_code: status.code().map(i64::from).unwrap_or(-1), stderr })
         };
-        Ok(Produced { reader: Box::pin(stdout), finish: Box::pin(finish) })
+        let chunks = tokio_util::io::ReaderStream::with_capacity(stdout, 256 * 1024);
+        Ok((Box::pin(chunks), Box::pin(finish)))
     }
 }

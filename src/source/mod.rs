@@ -13,11 +13,26 @@ pub mod tar;
 use std::future::Future;
 use std::pin::Pin;
 
-use tokio::io::AsyncRead;
+use bytes::Bytes;
+use futures::Stream;
+use tokio::io::AsyncBufRead;
+
+/// A producer's output as owned chunks (handed on without copying).
+pub type Chunks = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// Resolves when the producer has finished; only then is its success known.
+pub type Finish<T> = Pin<Box<dyn Future<Output = anyhow::Result<T>> + Send>>;
 
 pub struct Produced<T> {
-    pub reader: Pin<Box<dyn AsyncRead + Send>>,
-    pub finish: Pin<Box<dyn Future<Output = anyhow::Result<T>> + Send>>,
+    pub reader: Pin<Box<dyn AsyncBufRead + Send>>,
+    pub finish: Finish<T>,
+}
+
+/// A stream over a bounded channel's receiver.
+pub fn receiver_stream<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl Stream<Item = T> + Send + 'static {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 /// Keeps the last `cap` bytes written to it (a child's stderr, for error messages).
