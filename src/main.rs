@@ -41,15 +41,18 @@ fn main() -> ExitCode {
     }
 }
 
-/// Part buffers are large and short-lived. glibc's malloc would raise its mmap threshold after
-/// the first one is freed and from then on carve them out of per-thread arenas, whose memory is
-/// rarely returned: RSS would creep up with the number of parts. A fixed threshold keeps every
-/// large buffer in its own mapping, handed back to the system when freed.
+/// Part buffers (5 MiB and more) are large and short-lived. glibc's malloc would raise its mmap
+/// threshold after the first one is freed and from then on carve them out of per-thread arenas,
+/// whose memory is rarely returned: RSS would creep up with the number of parts. A fixed 4 MiB
+/// threshold keeps every part buffer in its own mapping, handed back when freed, while the
+/// 1 MiB chunks between producer and compressor are recycled from the heap (a fresh mapping for
+/// each would cost a page fault per 4 KiB).
 fn limit_allocator_growth() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only tunes the allocator; called before any other thread exists.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 * 1024 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 32 * 1024 * 1024);
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }

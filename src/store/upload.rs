@@ -139,9 +139,46 @@ impl Staged {
     }
 }
 
+/// Part buffers of one upload, recycled: a fresh mapping of 8 MiB costs 2,048 page faults, and
+/// an upload of a large stream needs thousands of parts. At most `cap` idle buffers are kept.
+struct BufferPool {
+    free: Mutex<Vec<Vec<u8>>>,
+    cap: usize,
+}
+
+impl BufferPool {
+    fn new(cap: usize) -> Self {
+        BufferPool { free: Mutex::new(Vec::new()), cap }
+    }
+
+    /// A zeroed buffer of `size` bytes, recycled when one is big enough.
+    fn take(&self, size: usize) -> Vec<u8> {
+        let recycled = self.free.lock().ok().and_then(|mut f| {
+            let i = f.iter().position(|b| b.capacity() >= size)?;
+            Some(f.swap_remove(i))
+        });
+        let mut buf = recycled.unwrap_or_default();
+        buf.clear();
+        buf.resize(size, 0);
+        buf
+    }
+
+    /// Takes a part's bytes back once nothing else holds them.
+    fn give(&self, body: Bytes) {
+        if let Ok(m) = body.try_into_mut() {
+            let v: Vec<u8> = m.into();
+            if let Ok(mut f) = self.free.lock() {
+                if f.len() < self.cap {
+                    f.push(v);
+                }
+            }
+        }
+    }
+}
+
 /// Reads up to `size` bytes; fewer only at the end of the stream.
-async fn read_part<R: AsyncRead + Unpin>(reader: &mut R, size: u64) -> std::io::Result<Bytes> {
-    let mut buf = vec![0u8; size as usize];
+async fn read_part<R: AsyncRead + Unpin>(reader: &mut R, size: u64, pool: &BufferPool) -> std::io::Result<Bytes> {
+    let mut buf = pool.take(size as usize);
     let mut filled = 0;
     while filled < buf.len() {
         let n = reader.read(&mut buf[filled..]).await?;
@@ -195,7 +232,8 @@ pub async fn stage<R: AsyncRead + Unpin + Send>(
     policy: &UploadPolicy,
 ) -> anyhow::Result<Staged> {
     let mut hasher = Sha256::new();
-    let first = read_part(&mut reader, part_size_for(policy, 1)).await.map_err(|e| read_failed(key, e))?;
+    let pool = Arc::new(BufferPool::new(policy.parts_in_flight + 1));
+    let first = read_part(&mut reader, part_size_for(policy, 1), &pool).await.map_err(|e| read_failed(key, e))?;
     hasher.update(&first);
     if (first.len() as u64) < part_size_for(policy, 1) {
         let size = first.len() as u64;
@@ -211,7 +249,7 @@ pub async fn stage<R: AsyncRead + Unpin + Send>(
 
     let upload = store.create_upload(key).await?;
     let id = register(upload.clone());
-    match stage_parts(upload.clone(), key, &mut reader, policy, first, &mut hasher).await {
+    match stage_parts(upload.clone(), key, &mut reader, policy, first, &mut hasher, &pool).await {
         Ok((receipts, size)) => {
             let parts = receipts.len() as u32;
             Ok(Staged {
@@ -240,6 +278,7 @@ async fn stage_parts<R: AsyncRead + Unpin + Send>(
     policy: &UploadPolicy,
     first: Bytes,
     hasher: &mut Sha256,
+    pool: &Arc<BufferPool>,
 ) -> anyhow::Result<(Vec<PartReceipt>, u64)> {
     let budget = (policy.part_size * policy.parts_in_flight as u64).div_ceil(MIB).max(1) as u32;
     let room = Arc::new(Semaphore::new(budget as usize));
@@ -263,7 +302,7 @@ async fn stage_parts<R: AsyncRead + Unpin + Send>(
         let body = match first.take() {
             Some(b) => b,
             None => {
-                let b = read_part(reader, size).await.map_err(|e| read_failed(key, e))?;
+                let b = read_part(reader, size, pool).await.map_err(|e| read_failed(key, e))?;
                 hasher.update(&b);
                 b
             }
@@ -284,8 +323,10 @@ async fn stage_parts<R: AsyncRead + Unpin + Send>(
         }
         let len = body.len() as u64;
         let (up, retries) = (upload.clone(), policy.part_retries);
+        let pool = pool.clone();
         in_flight.spawn(async move {
-            let r = put_with_retries(up, number, offset, body, retries).await;
+            let r = put_with_retries(up, number, offset, body.clone(), retries).await;
+            pool.give(body);
             drop(permit);
             r
         });
