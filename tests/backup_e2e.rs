@@ -21,14 +21,7 @@ async fn assert_nothing_written(prefix: &str) {
 }
 
 async fn manifest_of(store: &dyn Store, prefix: &str) -> Manifest {
-    let keys: Vec<String> = store
-        .list(&format!("{prefix}/"))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|o| o.key)
-        .filter(|k| k.ends_with("/manifest.json"))
-        .collect();
+    let keys = common::keys_ending(store, prefix, "/manifest.json").await;
     assert_eq!(keys.len(), 1, "one manifest expected: {keys:?}");
     Manifest::from_json(&store.get_object(&keys[0]).await.unwrap()).unwrap()
 }

@@ -121,14 +121,8 @@ async fn host_mode_dumps_an_external_server() {
 
     // The dump loads back into the same server with identical CHECKSUM TABLE.
     let store = common::env().s3(seatable_backup::config::RequestChecksums::WhenSupported).await;
-    let key = store
-        .list(&format!("{prefix}/"))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|o| o.key)
-        .find(|k| k.ends_with("/db/ext_db.sql.zst"))
-        .expect("dump object");
+    let keys = common::keys_ending(store.as_ref(), &prefix, "/db/ext_db.sql.zst").await;
+    let key = keys.first().expect("dump object").clone();
     let dump = common::fetch_decompressed(store.as_ref(), &key, seatable_backup::config::Algorithm::Zstd).await;
     client(port, "CREATE DATABASE ext_copy CHARACTER SET utf8mb4");
     let mut load = mariadb(port, &["ext_copy"]).stdin(Stdio::piped()).spawn().unwrap();

@@ -269,3 +269,15 @@ pub async fn sha256_of(store: &dyn Store, key: &str) -> String {
     let b = store.get_object(key).await.expect("get object");
     hex::encode(sha2::Sha256::digest(&b))
 }
+
+/// The keys under `prefix/` that end with `suffix`.
+pub async fn keys_ending(store: &dyn Store, prefix: &str, suffix: &str) -> Vec<String> {
+    store
+        .list(&format!("{prefix}/"))
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|o| o.key)
+        .filter(|k| k.ends_with(suffix))
+        .collect()
+}
