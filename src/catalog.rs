@@ -269,6 +269,174 @@ pub async fn list_sets(store: &dyn Store, prefix: &str) -> Result<Vec<SetSummary
     Ok(group_sets(prefix, &objects))
 }
 
+// ---------------------------------------------------------------------------------------------
+// Choosing a set to restore or verify.
+
+/// Which set a command asked for.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// A stamp (`2026-11-29T161435Z`), or `None`/`latest`: the newest complete set.
+    pub set: Option<String>,
+    /// The host whose sets to look at.
+    pub host: String,
+    /// Only sets made strictly before this time.
+    pub before: Option<DateTime<Utc>>,
+    /// Accept a set without a manifest (nothing can be checked then).
+    pub allow_incomplete: bool,
+    /// `latest` means the newest set with a manifest, even if it does not check out (verify);
+    /// otherwise such sets are skipped with a warning (restore).
+    pub strict: bool,
+}
+
+/// A chosen set: its summary, its manifest (unless incomplete and allowed), its objects.
+#[derive(Debug, Clone)]
+pub struct ChosenSet {
+    pub summary: SetSummary,
+    pub manifest: Option<Manifest>,
+    /// The objects stored under the set's directory.
+    pub objects: Vec<ObjectInfo>,
+}
+
+impl ChosenSet {
+    pub fn id(&self) -> SetId {
+        self.summary.id()
+    }
+}
+
+/// Parses `--before`: a date (`2026-11-29`, midnight UTC), an RFC 3339 time, or a set stamp.
+pub fn parse_before(s: &str) -> Option<DateTime<Utc>> {
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return d.and_hms_opt(0, 0, 0).map(|n| n.and_utc());
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    parse_stamp(s)
+}
+
+/// Checks a manifest against the set it was found in and the objects stored there: every
+/// object it names must be inside the set and stored with the size it records.
+pub fn check_manifest(id: &SetId, prefix: &str, manifest: &Manifest, objects: &[ObjectInfo]) -> Result<(), String> {
+    if manifest.host != id.host || manifest.stamp != id.stamp {
+        return Err(format!(
+            "manifest of set {id} says it belongs to host `{}`, stamp `{}`",
+            manifest.host, manifest.stamp
+        ));
+    }
+    let dir = id.dir(prefix);
+    for o in &manifest.objects {
+        if !o.key.starts_with(&dir) || crate::store::check_key(&o.key).is_err() || o.key.ends_with(MANIFEST) {
+            return Err(format!("manifest of set {id} names object `{}`, which is not an object of the set", o.key));
+        }
+        match objects.iter().find(|s| s.key == o.key) {
+            None => return Err(format!("object `{}` named by the manifest of set {id} is missing", o.key)),
+            Some(s) if s.size != o.stored_size => {
+                return Err(format!(
+                    "object `{}` is {} bytes, the manifest of set {id} says {}",
+                    o.key, s.size, o.stored_size
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Finds the set `sel` asks for, reads its manifest and checks it against the stored objects.
+/// `latest` skips sets that do not check out (with a warning) and takes the newest that does.
+pub async fn choose_set(store: &dyn Store, prefix: &str, sel: &Selection) -> anyhow::Result<ChosenSet> {
+    use crate::error::{integrity, Class, Failure};
+    let all = list_sets(store, prefix).await?;
+    let mut sets: Vec<SetSummary> = all.iter().filter(|s| s.host == sel.host).cloned().collect();
+    if sets.is_empty() {
+        let mut hosts: Vec<&str> = all.iter().map(|s| s.host.as_str()).collect();
+        hosts.dedup();
+        return Err(Failure::new(
+            Class::Usage,
+            format!("no backup sets of host `{}` in {} under prefix `{prefix}`", sel.host, store.describe()),
+        )
+        .with_hint(if hosts.is_empty() {
+            "the destination holds no sets at all: check `storage.destination` and `storage.prefix`".to_string()
+        } else {
+            format!("sets exist for: {}; pick one with --from-host", hosts.join(", "))
+        })
+        .into());
+    }
+    if let Some(before) = sel.before {
+        sets.retain(|s| s.created.is_some_and(|c| c < before));
+    }
+    sets.sort_by(|a, b| b.stamp.cmp(&a.stamp).then(b.class.cmp(&a.class)));
+    let load = |s: SetSummary| async move {
+        let dir = s.id().dir(prefix);
+        let objects = store.list(&dir).await?;
+        let manifest = if s.complete {
+            let bytes = store.get_object(&s.id().key(prefix, MANIFEST)).await?;
+            let m = Manifest::from_json(&bytes).map_err(|e| integrity(format!("set {}: {e}", s.id())))?;
+            check_manifest(&s.id(), prefix, &m, &objects).map_err(integrity)?;
+            Some(m)
+        } else {
+            None
+        };
+        Ok::<ChosenSet, anyhow::Error>(ChosenSet { summary: s, manifest, objects })
+    };
+    match sel.set.as_deref() {
+        None | Some("latest") => {
+            for s in sets {
+                if !s.complete {
+                    tracing::warn!(set = %s.id(), "skipping an incomplete set (no manifest)");
+                    continue;
+                }
+                match load(s.clone()).await {
+                    Ok(c) => return Ok(c),
+                    Err(e) if crate::error::class_of(&e) == Class::Integrity && !sel.strict => {
+                        tracing::warn!(set = %s.id(), error = %format!("{e:#}"), "skipping a set that does not check out");
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(Failure::new(
+                Class::Integrity,
+                format!(
+                    "no complete backup set of host `{}`{} in {}",
+                    sel.host,
+                    sel.before.map(|b| format!(" before {b}")).unwrap_or_default(),
+                    store.describe()
+                ),
+            )
+            .with_hint("`seatable-backup list` shows every set; name one explicitly to see why it is not usable")
+            .into())
+        }
+        Some(stamp) => {
+            if parse_stamp(stamp).is_none() {
+                return Err(Failure::new(Class::Usage, format!("`{stamp}` is not a set stamp or `latest`"))
+                    .with_hint("stamps look like 2026-11-29T161435Z; `seatable-backup list` shows them")
+                    .into());
+            }
+            let Some(s) = sets.into_iter().find(|s| s.stamp == stamp) else {
+                return Err(Failure::new(
+                    Class::Usage,
+                    format!("no set `{stamp}` of host `{}` in {}", sel.host, store.describe()),
+                )
+                .with_hint("`seatable-backup list` shows every set")
+                .into());
+            };
+            if !s.complete && !sel.allow_incomplete {
+                return Err(Failure::new(
+                    Class::Integrity,
+                    format!("set {} has no manifest: it is incomplete (its backup failed or is still running)", s.id()),
+                )
+                .with_hint("--allow-incomplete restores what is there, unchecked")
+                .into());
+            }
+            let c = load(s).await?;
+            if c.manifest.is_none() {
+                tracing::warn!(set = %c.id(), "this set has no manifest: nothing can be checked against it");
+            }
+            Ok(c)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

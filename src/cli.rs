@@ -34,6 +34,82 @@ pub enum Command {
     List(ListArgs),
     /// Show what would be backed up from where, and check every connection. Writes nothing.
     Plan(PlanArgs),
+    /// Restore a backup set: stage everything, check it, then swap it in.
+    Restore(RestoreArgs),
+    /// Read a set back and check every object against its manifest.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// The set: its stamp (as `list` shows it) or `latest` (the newest complete set).
+    #[arg(value_name = "SET", default_value = "latest")]
+    pub set: String,
+    /// The newest complete set made before this date (`2026-11-29`, RFC 3339, or a stamp).
+    #[arg(long, value_name = "DATE")]
+    pub before: Option<String>,
+    /// Sets written by this host name (default: this host's `host_name`), e.g. for a migration.
+    #[arg(long, value_name = "NAME")]
+    pub from_host: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub set: SetArgs,
+    /// Restore only this part: `db`, `data` or `config`.
+    #[arg(long, value_enum)]
+    pub only: Option<RestorePart>,
+    /// Restore only this database of the set (repeatable).
+    #[arg(long = "db", value_name = "NAME")]
+    pub databases: Vec<String>,
+    /// Restore a set without a manifest (nothing can be checked; a warning says so).
+    #[arg(long)]
+    pub allow_incomplete: bool,
+    /// `swap` (default): atomic table swap from a staging database. `recreate`: for dumps with
+    /// views, triggers, routines or events: drop the live database and load the dump (not atomic).
+    #[arg(long, value_enum, default_value = "swap")]
+    pub db_restore: DbModeArg,
+    /// Remove the previous data directory after the swap instead of keeping it under a dated name.
+    #[arg(long)]
+    pub replace: bool,
+    /// Restore into a non-empty directory that does not look like a SeaTable data directory.
+    #[arg(long)]
+    pub force: bool,
+    /// Create device files and FIFOs found in the archive (refused otherwise).
+    #[arg(long)]
+    pub allow_devices: bool,
+    /// Accept symlinks that point outside the data directory (refused otherwise).
+    #[arg(long)]
+    pub allow_external_symlinks: bool,
+    /// Run `seatable.sh restore-all` in the SeaTable app container afterwards.
+    #[arg(long)]
+    pub seatable_restore_all: bool,
+    /// Show what would be downloaded, to where, and what would be replaced. Changes nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RestorePart {
+    Db,
+    Data,
+    Config,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DbModeArg {
+    Swap,
+    Recreate,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub set: SetArgs,
+    /// Also load each dump into a throw-away database and count its tables and rows.
+    #[arg(long)]
+    pub deep: bool,
 }
 
 #[derive(Debug, Args)]

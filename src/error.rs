@@ -89,8 +89,11 @@ pub fn class_of(err: &anyhow::Error) -> Class {
         if let Some(f) = cause.downcast_ref::<Failure>() {
             return f.class;
         }
-        if cause.downcast_ref::<crate::store::StoreError>().is_some() {
-            return Class::Storage;
+        if let Some(e) = cause.downcast_ref::<crate::store::StoreError>() {
+            return match e {
+                crate::store::StoreError::Short { .. } => Class::Integrity,
+                _ => Class::Storage,
+            };
         }
         if cause.downcast_ref::<crate::source::tar::TarError>().is_some() {
             return Class::Source;

@@ -8,7 +8,7 @@
 //! - [`codec`]: compression and stream-watching adaptors.
 //! - [`store`]: object storage (S3, local directory) and the streaming multipart uploader.
 //! - [`catalog`]: set keys, the manifest, listing sets.
-//! - [`backup`], [`list`], [`plan`]: one module per subcommand.
+//! - [`backup`], [`list`], [`plan`], [`restore`], [`verify`]: one module per subcommand.
 
 pub mod backup;
 pub mod catalog;
@@ -18,6 +18,8 @@ pub mod config;
 pub mod error;
 pub mod list;
 pub mod plan;
+pub mod restore;
 pub mod seatable;
 pub mod source;
 pub mod store;
+pub mod verify;

@@ -4,9 +4,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use seatable_backup::backup::{self, Written};
-use seatable_backup::cli::{Cli, Command, LogFormat};
+use seatable_backup::catalog::{parse_before, Selection};
+use seatable_backup::cli::{Cli, Command, DbModeArg, LogFormat, RestorePart, SetArgs};
 use seatable_backup::config::Config;
 use seatable_backup::error::{class_of, hint_of, one_line, Class};
+use seatable_backup::restore::{self, DbMode, Part, RestoreOptions, Staged};
+use seatable_backup::source::untar::UntarOptions;
+use seatable_backup::verify::{self, VerifyOptions};
 use seatable_backup::{list, plan, store};
 use tracing_subscriber::EnvFilter;
 
@@ -90,7 +94,69 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::List(args) => list::run(&config, store.as_ref(), args.of_host.as_deref(), args.json).await,
         Command::Plan(args) => plan::run(&config, store.as_ref(), args.json).await,
+        Command::Restore(args) => {
+            let opts = RestoreOptions {
+                selection: selection(&args.set, &config, args.allow_incomplete)?,
+                only: args.only.map(|p| match p {
+                    RestorePart::Db => Part::Db,
+                    RestorePart::Data => Part::Data,
+                    RestorePart::Config => Part::Config,
+                }),
+                databases: args.databases,
+                db_mode: match args.db_restore {
+                    DbModeArg::Swap => DbMode::Swap,
+                    DbModeArg::Recreate => DbMode::Recreate,
+                },
+                replace: args.replace,
+                force: args.force,
+                untar: UntarOptions {
+                    allow_devices: args.allow_devices,
+                    allow_external_symlinks: args.allow_external_symlinks,
+                    // SAFETY: geteuid has no preconditions and cannot fail.
+                    restore_owner: unsafe { libc::geteuid() } == 0,
+                },
+                seatable_restore_all: args.seatable_restore_all,
+                dry_run: args.dry_run,
+            };
+            let staged = Staged::default();
+            let work = restore::run(&config, store.clone(), &opts, &staged);
+            tokio::select! {
+                result = work => {
+                    if result.is_err() {
+                        staged.remove_all().await;
+                    }
+                    result
+                }
+                signal = shutdown_signal() => {
+                    tracing::error!("{signal} received: aborting the restore");
+                    staged.remove_all().await;
+                    Err(seatable_backup::error::Failure::new(Class::Interrupted, format!("restore interrupted by {signal}; what was staged is removed, nothing was swapped in after the signal")).into())
+                }
+            }
+        }
+        Command::Verify(args) => {
+            let opts = VerifyOptions { selection: selection(&args.set, &config, false)?, deep: args.deep };
+            verify::run(&config, store.clone(), &opts).await
+        }
     }
+}
+
+fn selection(args: &SetArgs, config: &Config, allow_incomplete: bool) -> anyhow::Result<Selection> {
+    let before = match &args.before {
+        Some(b) => Some(parse_before(b).ok_or_else(|| {
+            seatable_backup::error::usage(format!(
+                "--before `{b}` is not a date (2026-11-29), an RFC 3339 time or a stamp"
+            ))
+        })?),
+        None => None,
+    };
+    Ok(Selection {
+        set: Some(args.set.clone()),
+        host: args.from_host.clone().unwrap_or_else(|| config.host.clone()),
+        before,
+        allow_incomplete,
+        strict: false,
+    })
 }
 
 /// Resolves on the first SIGINT or SIGTERM, with the signal's name.

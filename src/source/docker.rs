@@ -111,6 +111,16 @@ impl Docker {
         cmd: Vec<String>,
         env: Vec<String>,
     ) -> anyhow::Result<(String, StartExecResults)> {
+        self.start_with(container, cmd, env, false).await
+    }
+
+    async fn start_with(
+        &self,
+        container: &str,
+        cmd: Vec<String>,
+        env: Vec<String>,
+        stdin: bool,
+    ) -> anyhow::Result<(String, StartExecResults)> {
         let exec = self
             .api
             .create_exec(
@@ -120,7 +130,7 @@ impl Docker {
                     env: Some(env),
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
-                    attach_stdin: Some(false),
+                    attach_stdin: Some(stdin),
                     tty: Some(false),
                     ..Default::default()
                 },
@@ -253,4 +263,75 @@ impl Docker {
         };
         Ok((Box::pin(stdout), Box::pin(finish)))
     }
+
+    /// Runs a command that reads its stdin from us: returns the writer, the command's stdout as
+    /// it arrives (kept whole up to 1 MiB, for small answers), and `finish`, which resolves
+    /// after the command exited. `exited` turns true as soon as the output stream ended, so a
+    /// writer can stop feeding a command that already died.
+    pub async fn exec_stdin(&self, container: &str, cmd: Vec<String>, env: Vec<String>) -> anyhow::Result<StdinExec> {
+        let (id, started) = self.start_with(container, cmd, env, true).await?;
+        let StartExecResults::Attached { mut output, input } = started else {
+            anyhow::bail!("the Docker Engine API detached a command we attached to");
+        };
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(TailBuffer::new(64 * 1024)));
+        let (out_sink, err_sink) = (stdout.clone(), stderr.clone());
+        let (exited_tx, exited) = tokio::sync::watch::channel(false);
+        let name = container.to_string();
+        let pump = tokio::spawn(async move {
+            let mut broken = None;
+            while let Some(item) = output.next().await {
+                match item {
+                    Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+                        if let Ok(mut o) = out_sink.lock() {
+                            if o.len() < (1 << 20) {
+                                o.extend_from_slice(&message);
+                            }
+                        }
+                    }
+                    Ok(LogOutput::StdErr { message }) => {
+                        if let Ok(mut e) = err_sink.lock() {
+                            e.push(&message);
+                        }
+                    }
+                    Ok(LogOutput::StdIn { .. }) => {}
+                    Err(e) => {
+                        broken = Some(format!("reading output from container `{name}`: {e}"));
+                        break;
+                    }
+                }
+            }
+            let _ = exited_tx.send(true);
+            broken
+        });
+        let this = self.clone();
+        let container = container.to_string();
+        let out = stdout.clone();
+        let finish = async move {
+            let broken = pump.await.ok().flatten();
+            let exit_code = match this.exit_code(&container, &id).await {
+                Ok(c) => c,
+                Err(e) => {
+                    return Err(match broken {
+                        Some(b) => source(b),
+                        None => e.context("waiting for the command to exit"),
+                    })
+                }
+            };
+            let stderr = stderr.lock().map(|s| s.one_line()).unwrap_or_default();
+            let stdout = out.lock().map(|o| o.clone()).unwrap_or_default();
+            Ok(ExecOutput { status: ExecStatus { exit_code, stderr }, stdout })
+        };
+        Ok(StdinExec { input, stdout, exited, finish: Box::pin(finish) })
+    }
+}
+
+/// A running command fed through its stdin (see [`Docker::exec_stdin`]).
+pub struct StdinExec {
+    pub input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    /// Its stdout so far.
+    pub stdout: Arc<Mutex<Vec<u8>>>,
+    /// True once its output ended (it exited, or the connection broke).
+    pub exited: tokio::sync::watch::Receiver<bool>,
+    pub finish: Finish<ExecOutput>,
 }

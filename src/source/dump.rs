@@ -47,16 +47,16 @@ pub const DUMP_OPTIONS: [&str; 8] = [
 
 const COMPLETED: &[u8] = b"-- Dump completed";
 
-enum Runner {
+pub(super) enum Runner {
     Container { docker: Docker, container: String },
     Host { host: String, port: u16 },
 }
 
 /// A reachable database server, checked: binaries found, login accepted.
 pub struct DbSource {
-    runner: Runner,
-    user: String,
-    password: Option<Secret>,
+    pub(super) runner: Runner,
+    pub(super) user: String,
+    pub(super) password: Option<Secret>,
     pub dump_binary: String,
     pub client_binary: String,
     pub server_version: String,
@@ -201,7 +201,7 @@ impl DbSource {
         Ok(())
     }
 
-    fn client_args(&self) -> Vec<String> {
+    pub(super) fn client_args(&self) -> Vec<String> {
         let mut a = vec![format!("--user={}", self.user)];
         if let Runner::Host { host, port } = &self.runner {
             a.push(format!("--host={host}"));
@@ -211,7 +211,7 @@ impl DbSource {
         a
     }
 
-    async fn run_capture(&self, args: &[String]) -> anyhow::Result<super::docker::ExecOutput> {
+    pub(super) async fn run_capture(&self, args: &[String]) -> anyhow::Result<super::docker::ExecOutput> {
         let mut full = vec![self.client_binary.clone()];
         full.extend(self.client_args());
         full.extend(args.iter().cloned());
@@ -236,7 +236,7 @@ impl DbSource {
         }
     }
 
-    fn wrap(&self, argv: Vec<String>) -> Vec<String> {
+    pub(super) fn wrap(&self, argv: Vec<String>) -> Vec<String> {
         let mut cmd =
             vec!["sh".to_string(), "-c".to_string(), PASSWORD_WRAPPER.to_string(), "seatable-backup".to_string()];
         cmd.extend(argv);
@@ -244,7 +244,7 @@ impl DbSource {
     }
 
     /// The exec's environment: the password only if configured (else the container's own).
-    fn env(&self) -> Vec<String> {
+    pub(super) fn env(&self) -> Vec<String> {
         self.password.iter().map(|p| format!("SEATABLE_BACKUP_DB_PASSWORD={}", p.expose())).collect()
     }
 

@@ -8,7 +8,9 @@
 pub mod data;
 pub mod docker;
 pub mod dump;
+pub mod load;
 pub mod tar;
+pub mod untar;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -788,7 +788,7 @@ fn link_groups(nodes: &BTreeMap<PathBuf, Node>) -> BTreeSet<Vec<PathBuf>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::ffi::{CString, OsStr};
     use std::fs::FileTimes;
@@ -799,23 +799,23 @@ mod tests {
     const EXCLUDES: [&str; 4] = ["logs", "db-data", "seafile-data/tmp", "not-there"];
     const IGNORE: [&str; 4] = ["logs", "db-data", "seafile-data/tmp", "run/seafile.sock"];
 
-    fn write(path: &Path, data: &[u8]) {
+    pub(crate) fn write(path: &Path, data: &[u8]) {
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).unwrap();
         }
         fs::write(path, data).unwrap();
     }
 
-    fn chmod(path: &Path, mode: u32) {
+    pub(crate) fn chmod(path: &Path, mode: u32) {
         fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
     }
 
-    fn set_mtime(path: &Path, secs: u64) {
+    pub(crate) fn set_mtime(path: &Path, secs: u64) {
         let times = FileTimes::new().set_modified(UNIX_EPOCH + Duration::from_secs(secs));
         File::open(path).unwrap().set_times(times).unwrap();
     }
 
-    fn random_bytes(len: usize, mut seed: u64) -> Vec<u8> {
+    pub(crate) fn random_bytes(len: usize, mut seed: u64) -> Vec<u8> {
         let mut out = Vec::with_capacity(len + 8);
         while out.len() < len {
             seed ^= seed << 13;

@@ -193,6 +193,31 @@ impl Store for LocalStore {
         }
     }
 
+    async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Bytes, StoreError> {
+        use std::os::unix::fs::FileExt;
+        let path = self.path_of(key)?;
+        let key = key.to_string();
+        blocking(move || {
+            let file = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::NotFound { key }),
+                Err(e) => return Err(io_err("open", &path, e)),
+            };
+            let mut buf = vec![0u8; len as usize];
+            let mut got = 0usize;
+            while got < buf.len() {
+                match file.read_at(&mut buf[got..], start + got as u64) {
+                    Ok(0) => return Err(StoreError::Short { key, start, end: start + len, got: got as u64 }),
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(io_err("read", &path, e)),
+                }
+            }
+            Ok(Bytes::from(buf))
+        })
+        .await
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         let root = self.root.clone();
         let prefix = prefix.to_string();

@@ -4,6 +4,7 @@
 //! A store knows objects and multipart uploads; it knows nothing of backup sets (see
 //! `catalog.rs`). Keys are `/`-separated and never start with `/`.
 
+pub mod download;
 pub mod local;
 pub mod s3;
 pub mod upload;
@@ -34,6 +35,8 @@ pub enum StoreError {
     Service { op: &'static str, target: String, detail: String },
     #[error("{op} `{path}`: {source}")]
     Io { op: &'static str, path: String, source: std::io::Error },
+    #[error("object `{key}` is shorter than expected: asked for bytes {start}..{end}, got {got}")]
+    Short { key: String, start: u64, end: u64, got: u64 },
     #[error("invalid key `{key}`: {reason}")]
     InvalidKey { key: String, reason: &'static str },
 }
@@ -76,6 +79,9 @@ pub trait Store: Send + Sync + 'static {
     async fn get_object(&self, key: &str) -> Result<Bytes, StoreError>;
     /// Streams an object.
     async fn get_stream(&self, key: &str) -> Result<ByteReader, StoreError>;
+    /// Reads `len` bytes of an object from byte `start`; fewer bytes (a shorter object) is an
+    /// error, never a silent short read.
+    async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Bytes, StoreError>;
     /// Every object whose key starts with `prefix`, sorted by key.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError>;
     async fn delete(&self, key: &str) -> Result<(), StoreError>;

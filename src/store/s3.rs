@@ -223,6 +223,43 @@ impl Store for S3Store {
         Ok(Box::pin(out.body.into_async_read()))
     }
 
+    async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Bytes, StoreError> {
+        check_key(key)?;
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let end = start + len; // exclusive
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes={start}-{}", end - 1))
+            .send()
+            .await
+            .map_err(|e| match self.map("get", key, e) {
+                // A range that starts past the end: the object is shorter than the manifest says.
+                StoreError::Service { detail, .. } if detail.starts_with("InvalidRange") => {
+                    StoreError::Short { key: key.to_string(), start, end, got: 0 }
+                }
+                other => other,
+            })?;
+        let data = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::Service {
+                op: "read",
+                target: self.target(key),
+                detail: one_line(&DisplayErrorContext(&e).to_string()),
+            })?
+            .into_bytes();
+        if data.len() as u64 != len {
+            return Err(StoreError::Short { key: key.to_string(), start, end, got: data.len() as u64 });
+        }
+        Ok(data)
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         let mut out = Vec::new();
         let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();

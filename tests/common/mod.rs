@@ -67,6 +67,10 @@ impl TestEnv {
     pub fn container(&self) -> &str {
         self.get("SEATABLE_BACKUP_TEST_DB_CONTAINER")
     }
+    /// The second, empty MariaDB container (migration target; tests may stop it).
+    pub fn target_container(&self) -> &str {
+        self.get("SEATABLE_BACKUP_TEST_TARGET_CONTAINER")
+    }
 
     pub fn s3_settings(&self, checksums: RequestChecksums) -> S3Settings {
         S3Settings {
@@ -91,17 +95,27 @@ impl TestEnv {
     }
 
     pub fn sql_in(&self, db: &str, sql: &str) -> String {
-        let out = self.db_client(db, sql.as_bytes(), &["-N", "-B"]);
-        assert!(out.status.success(), "SQL failed: {sql}: {}", String::from_utf8_lossy(&out.stderr));
+        self.sql_at(self.container(), db, sql)
+    }
+
+    /// Runs SQL in `container`.
+    pub fn sql_at(&self, container: &str, db: &str, sql: &str) -> String {
+        let out = self.db_client_at(container, db, sql.as_bytes(), &["-N", "-B"]);
+        assert!(out.status.success(), "SQL failed in {container}: {sql}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Feeds `input` to the `mariadb` client in the container.
     pub fn db_client(&self, db: &str, input: &[u8], extra: &[&str]) -> Output {
+        self.db_client_at(self.container(), db, input, extra)
+    }
+
+    /// Feeds `input` to the `mariadb` client in `container`.
+    pub fn db_client_at(&self, container: &str, db: &str, input: &[u8], extra: &[&str]) -> Output {
         let mut args: Vec<String> = vec![
             "exec".into(),
             "-i".into(),
-            self.container().into(),
+            container.into(),
             "sh".into(),
             "-c".into(),
             r#"MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mariadb -uroot --default-character-set=utf8mb4 "$@""#.into(),
@@ -130,12 +144,17 @@ impl TestEnv {
 
     /// `CHECKSUM TABLE` of every base table of `db`, by table name.
     pub fn checksums(&self, db: &str) -> Vec<(String, String)> {
-        let tables = self.sql(&format!(
+        self.checksums_at(self.container(), db)
+    }
+
+    /// `CHECKSUM TABLE` of every base table of `db` in `container`.
+    pub fn checksums_at(&self, container: &str, db: &str) -> Vec<(String, String)> {
+        let tables = self.sql_at(container, "", &format!(
             "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA='{db}' AND TABLE_TYPE='BASE TABLE' ORDER BY 1"
         ));
         let mut out = Vec::new();
         for t in tables.lines().filter(|l| !l.is_empty()) {
-            let row = self.sql(&format!("CHECKSUM TABLE `{db}`.`{t}` EXTENDED"));
+            let row = self.sql_at(container, "", &format!("CHECKSUM TABLE `{db}`.`{t}` EXTENDED"));
             let sum = row.split('\t').nth(1).unwrap_or("").trim().to_string();
             out.push((t.to_string(), sum));
         }

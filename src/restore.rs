@@ -1,0 +1,779 @@
+//! `restore`: brings a backup set back, onto this host or another one.
+//!
+//! Two phases. STAGE: every database of the set is loaded into a staging database and the data
+//! archive is unpacked into a staging directory beside the target, each download checked
+//! against the manifest's SHA-256 as it passes. SWAP: only when everything staged, each
+//! database's tables are swapped in with one atomic `RENAME TABLE`, and the staging directory
+//! is renamed over the target (the previous one is kept under a dated name, or removed with
+//! `--replace`). A failure while staging removes what was staged and leaves the live databases
+//! and data directory exactly as they were.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use chrono::Utc;
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use crate::catalog::{self, ChosenSet, Kind, Selection};
+use crate::codec::decompress;
+use crate::config::{Algorithm, Config, ALWAYS_EXCLUDED, DEFAULT_DATA_DIRS};
+use crate::error::{integrity, source, usage, Class, Failure};
+use crate::list::human_bytes;
+use crate::source::docker::Docker;
+use crate::source::dump::DbSource;
+use crate::source::load::{DbNames, FeedError};
+use crate::source::untar::{self, UntarOptions, UntarReport};
+use crate::store::download::{fetch_verified, DownloadPolicy, Expected, FetchState};
+use crate::store::Store;
+
+/// Which part of a set to restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Db,
+    Data,
+    Config,
+}
+
+/// How a database is put in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DbMode {
+    /// Load into a staging database, then swap all tables in with one atomic `RENAME TABLE`.
+    #[default]
+    Swap,
+    /// For dumps with views, triggers, routines or events (which cannot move between
+    /// databases): the dump is first loaded into a staging database to prove it loads, then the
+    /// live database is DROPPED and the dump loaded into it again. Not atomic: if that second
+    /// load fails, the live database is incomplete until the restore is run again.
+    Recreate,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    pub selection: Selection,
+    pub only: Option<Part>,
+    /// Restore only these databases of the set.
+    pub databases: Vec<String>,
+    pub db_mode: DbMode,
+    /// Remove the previous data directory instead of keeping it under a dated name.
+    pub replace: bool,
+    /// Restore into a non-empty directory that does not look like a SeaTable data directory.
+    pub force: bool,
+    pub untar: UntarOptions,
+    /// Run `seatable.sh restore-all` in the app container afterwards.
+    pub seatable_restore_all: bool,
+    pub dry_run: bool,
+}
+
+/// What was staged so far, so that a failure or a signal can remove it.
+#[derive(Default, Clone)]
+pub struct Staged {
+    inner: Arc<Mutex<StagedInner>>,
+}
+
+#[derive(Default)]
+struct StagedInner {
+    db: Option<Arc<DbSource>>,
+    databases: Vec<String>,
+    dirs: Vec<PathBuf>,
+}
+
+impl Staged {
+    fn add_db(&self, src: &Arc<DbSource>, db: &str) {
+        if let Ok(mut s) = self.inner.lock() {
+            s.db = Some(src.clone());
+            s.databases.push(db.to_string());
+        }
+    }
+    fn forget_db(&self, db: &str) {
+        if let Ok(mut s) = self.inner.lock() {
+            s.databases.retain(|d| d != db);
+        }
+    }
+    fn add_dir(&self, dir: &Path) {
+        if let Ok(mut s) = self.inner.lock() {
+            s.dirs.push(dir.to_path_buf());
+        }
+    }
+    fn forget_dir(&self, dir: &Path) {
+        if let Ok(mut s) = self.inner.lock() {
+            s.dirs.retain(|d| d != dir);
+        }
+    }
+
+    /// Drops every staging database and removes every staging directory still registered.
+    pub async fn remove_all(&self) {
+        let (db, databases, dirs) = match self.inner.lock() {
+            Ok(mut s) => (s.db.clone(), std::mem::take(&mut s.databases), std::mem::take(&mut s.dirs)),
+            Err(_) => return,
+        };
+        if let Some(src) = db {
+            for d in databases {
+                match src.drop_database(&d).await {
+                    Ok(()) => tracing::info!(database = %d, "removed the staging database"),
+                    Err(e) => {
+                        tracing::error!(database = %d, error = %format!("{e:#}"), "could not remove a staging database; drop it by hand")
+                    }
+                }
+            }
+        }
+        for dir in dirs {
+            let d = dir.clone();
+            let r = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&d)).await;
+            match r {
+                Ok(Ok(())) => tracing::info!(dir = %dir.display(), "removed the staging directory"),
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Ok(Err(e)) => {
+                    tracing::error!(dir = %dir.display(), error = %e, "could not remove a staging directory; remove it by hand")
+                }
+                Err(e) => tracing::error!(dir = %dir.display(), error = %e, "could not remove a staging directory"),
+            }
+        }
+    }
+}
+
+/// One object of the set to bring back.
+#[derive(Debug, Clone)]
+struct Item {
+    key: String,
+    algorithm: Algorithm,
+    /// From the manifest; `None` for a set restored without one.
+    expected: Option<Expected>,
+    size: u64,
+}
+
+#[derive(Debug, Clone)]
+struct DbItem {
+    database: String,
+    item: Item,
+}
+
+/// Where the data directory goes.
+#[derive(Debug, Clone)]
+struct DataTarget {
+    target: PathBuf,
+    staging: PathBuf,
+    /// Where the current directory goes (kept, or removed after the swap with `--replace`).
+    previous: Option<PathBuf>,
+}
+
+fn algorithm_of(key: &str, named: Option<&str>) -> anyhow::Result<Algorithm> {
+    match named {
+        Some("zstd") => return Ok(Algorithm::Zstd),
+        Some("gzip") => return Ok(Algorithm::Gzip),
+        Some(other) => return Err(integrity(format!("object `{key}` has unknown compression `{other}`"))),
+        None => {}
+    }
+    if key.ends_with(".zst") {
+        Ok(Algorithm::Zstd)
+    } else if key.ends_with(".gz") {
+        Ok(Algorithm::Gzip)
+    } else {
+        Err(integrity(format!("cannot tell the compression of object `{key}`")))
+    }
+}
+
+/// The database dumps and the data archive of a set (from its manifest, else its keys).
+fn items_of(set: &ChosenSet, prefix: &str) -> anyhow::Result<(Vec<DbItem>, Option<Item>)> {
+    let mut dbs = Vec::new();
+    let mut data = None;
+    match &set.manifest {
+        Some(m) => {
+            for o in &m.objects {
+                let item = Item {
+                    key: o.key.clone(),
+                    algorithm: algorithm_of(&o.key, Some(&o.compression))?,
+                    expected: Some(Expected { size: o.stored_size, sha256: o.sha256.clone() }),
+                    size: o.stored_size,
+                };
+                match o.kind {
+                    Kind::MysqlDump => {
+                        let database = o.database.clone().ok_or_else(|| {
+                            integrity(format!("manifest entry `{}` is a dump without a database name", o.key))
+                        })?;
+                        dbs.push(DbItem { database, item });
+                    }
+                    Kind::Tar => data = Some(item),
+                }
+            }
+        }
+        None => {
+            let dir = set.id().dir(prefix);
+            for o in &set.objects {
+                let Some(rest) = o.key.strip_prefix(&dir) else { continue };
+                let item = |o: &crate::store::ObjectInfo| -> anyhow::Result<Item> {
+                    Ok(Item {
+                        key: o.key.clone(),
+                        algorithm: algorithm_of(&o.key, None)?,
+                        expected: None,
+                        size: o.size,
+                    })
+                };
+                if let Some(name) = rest.strip_prefix("db/") {
+                    let database = name.split(".sql.").next().unwrap_or(name).to_string();
+                    dbs.push(DbItem { database, item: item(o)? });
+                } else if rest.starts_with("data/seatable.tar.") {
+                    data = Some(item(o)?);
+                }
+            }
+        }
+    }
+    Ok((dbs, data))
+}
+
+/// Whether `dir` looks like a SeaTable data directory.
+fn looks_like_seatable(dir: &Path) -> bool {
+    ["seafile-data", "seahub-data", "conf", "storage-data", "nginx-logs", "ccnet", "db-data"]
+        .iter()
+        .any(|n| dir.join(n).exists())
+}
+
+fn is_empty_dir(dir: &Path) -> std::io::Result<bool> {
+    Ok(std::fs::read_dir(dir)?.next().is_none())
+}
+
+/// Decides where the data directory goes and checks that it may go there. Writes nothing.
+fn plan_data_target(config: &Config, opts: &RestoreOptions, stamp: &str) -> anyhow::Result<DataTarget> {
+    let target = match &config.data.dir {
+        Some(d) => d.clone(),
+        None => DEFAULT_DATA_DIRS.iter().map(PathBuf::from).find(|p| p.is_dir()).ok_or_else(|| {
+            Failure::new(Class::Usage, "no SeaTable data directory to restore into was found")
+                .with_hint("set `data.dir` (or --data-dir) to where the data directory should go")
+        })?,
+    };
+    let target = if target.is_absolute() { target } else { std::env::current_dir()?.join(target) };
+    let name = target
+        .file_name()
+        .ok_or_else(|| usage(format!("data directory `{}` has no name", target.display())))?
+        .to_string_lossy()
+        .into_owned();
+    let parent = target.parent().ok_or_else(|| usage("the data directory cannot be `/`"))?.to_path_buf();
+    let pmeta = std::fs::metadata(&parent).map_err(|e| {
+        Failure::new(Class::Source, format!("parent of the data directory `{}`: {e}", parent.display()))
+    })?;
+    if !pmeta.is_dir() {
+        return Err(source(format!("parent of the data directory `{}` is not a directory", parent.display())));
+    }
+    let previous = match std::fs::symlink_metadata(&target) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(source(format!("data directory `{}`: {e}", target.display()))),
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(Failure::new(
+                Class::Usage,
+                format!("data directory `{}` is a symlink; restore refuses to replace a link", target.display()),
+            )
+            .with_hint("set `data.dir` to the directory it points to")
+            .into())
+        }
+        Ok(m) if !m.is_dir() => {
+            return Err(source(format!("data directory `{}` exists and is not a directory", target.display())))
+        }
+        Ok(_) => {
+            let empty = is_empty_dir(&target)
+                .map_err(|e| source(format!("data directory `{}` is not readable: {e}", target.display())))?;
+            if !empty && !looks_like_seatable(&target) && !opts.force {
+                return Err(Failure::new(
+                    Class::Usage,
+                    format!(
+                        "`{}` is not empty and does not look like a SeaTable data directory (no seafile-data, seahub-data, conf, ...)",
+                        target.display()
+                    ),
+                )
+                .with_hint("check `data.dir`; --force restores there anyway (the current content is kept aside)")
+                .into());
+            }
+            Some(parent.join(format!("{name}.before-restore-{}", catalog::stamp(Utc::now()))))
+        }
+    };
+    let staging = parent.join(format!(".{name}.restore-{stamp}-{}", std::process::id()));
+    Ok(DataTarget { target, staging, previous })
+}
+
+/// The download of one item as a decompressed reader, plus the download's verdict.
+fn open_item(
+    store: &Arc<dyn Store>,
+    item: &Item,
+    policy: DownloadPolicy,
+) -> (std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>, Arc<FetchState>) {
+    let expected = item.expected.clone();
+    let (chunks, state) = match expected {
+        Some(e) => fetch_verified(store.clone(), &item.key, e, policy),
+        None => {
+            // No manifest: the stored size is all we know; nothing to check the bytes against.
+            let (chunks, state) =
+                fetch_verified(store.clone(), &item.key, Expected { size: item.size, sha256: String::new() }, policy);
+            (chunks, state)
+        }
+    };
+    let reader = StreamReader::new(chunks);
+    (decompress(tokio::io::BufReader::with_capacity(256 * 1024, reader), item.algorithm), state)
+}
+
+/// The verdict of a download, accepting an unchecked hash when there was no manifest.
+fn download_verdict(state: &FetchState, item: &Item) -> anyhow::Result<()> {
+    match state.verified(&item.key) {
+        Ok(()) => Ok(()),
+        Err(e) if item.expected.is_none() && state.bytes() == item.size => {
+            // Without a manifest there is no hash to match: the full length is all we can check.
+            tracing::debug!(error = %e, "unchecked object read completely");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn stage_database(
+    db: &Arc<DbSource>,
+    store: &Arc<dyn Store>,
+    it: &DbItem,
+    strip_sandbox: bool,
+    policy: DownloadPolicy,
+    staged: &Staged,
+) -> anyhow::Result<u64> {
+    let names = DbNames::for_db(&it.database)?;
+    for leftover in [&names.staging, &names.old] {
+        if db.database_exists(leftover).await? {
+            tracing::warn!(database = %leftover, "dropping a database left by an interrupted restore");
+            db.drop_database(leftover).await?;
+        }
+    }
+    db.create_database_like(&names.staging, &names.live).await?;
+    staged.add_db(db, &names.staging);
+    tracing::info!(database = %it.database, staging = %names.staging, key = %it.item.key, "loading the dump into a staging database");
+    let (reader, state) = open_item(store, &it.item, policy);
+    let loaded = db.load_into(&names.staging, reader, strip_sandbox).await;
+    match loaded {
+        Ok(report) => {
+            download_verdict(&state, &it.item)?;
+            Ok(report.bytes)
+        }
+        Err(FeedError::Input(e)) => Err(state
+            .failure()
+            .unwrap_or_else(|| integrity(format!("reading object `{}`: {e}", it.item.key)))
+            .context(format!("restoring database `{}`", it.database))),
+        Err(FeedError::Client(e)) => {
+            // A client that failed on bad bytes: the download's verdict is the cause.
+            Err(state.failure().unwrap_or(e).context(format!("restoring database `{}`", it.database)))
+        }
+    }
+}
+
+async fn stage_data(
+    store: &Arc<dyn Store>,
+    item: &Item,
+    target: &DataTarget,
+    untar_opts: UntarOptions,
+    policy: DownloadPolicy,
+    staged: &Staged,
+) -> anyhow::Result<UntarReport> {
+    let staging = target.staging.clone();
+    std::fs::create_dir(&staging)
+        .map_err(|e| source(format!("cannot create the staging directory `{}`: {e}", staging.display())))?;
+    staged.add_dir(&staging);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o700));
+    }
+    tracing::info!(key = %item.key, staging = %staging.display(), "unpacking the data archive into a staging directory");
+    let (reader, state) = open_item(store, item, policy);
+    let dest = staging.clone();
+    let unpacked = tokio::task::spawn_blocking(move || {
+        let bridge = SyncIoBridge::new(reader);
+        untar::unpack(std::io::BufReader::with_capacity(1 << 20, bridge), &dest, &untar_opts)
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("the unpacking thread failed: {e}"))?;
+    match unpacked {
+        Ok(report) => {
+            download_verdict(&state, item)?;
+            Ok(report)
+        }
+        Err(e) => {
+            if let Some(cause) = state.failure() {
+                return Err(cause.context("restoring the data directory"));
+            }
+            let disk_full = untar::is_disk_full(&e);
+            let class = if e.is_bad_archive() { Class::Integrity } else { Class::Source };
+            let chain = format!("{:#}", anyhow::Error::from(e));
+            let f = Failure::new(class, format!("restoring the data directory into `{}`: {chain}", staging.display()));
+            Err(if disk_full {
+                f.with_hint("the file system of the data directory is full: a restore needs room for a second copy")
+            } else {
+                f
+            }
+            .into())
+        }
+    }
+}
+
+/// Moves the current directory's top-level entries that a backup never holds (logs, pids, ...)
+/// into the staged tree, so that the swap keeps them. Returns what was moved.
+fn carry_over(current: &Path, staged: &Path, excluded: &[String]) -> Vec<String> {
+    let mut moved = Vec::new();
+    let mut names: Vec<String> = ALWAYS_EXCLUDED.iter().map(|s| s.to_string()).collect();
+    names.extend(excluded.iter().filter(|e| !e.contains('/')).cloned());
+    names.sort();
+    names.dedup();
+    for n in names {
+        let (from, to) = (current.join(&n), staged.join(&n));
+        if std::fs::symlink_metadata(&from).is_ok() && std::fs::symlink_metadata(&to).is_err() {
+            match std::fs::rename(&from, &to) {
+                Ok(()) => moved.push(n),
+                Err(e) => {
+                    tracing::warn!(path = %from.display(), error = %e, "could not keep an entry the backup does not hold")
+                }
+            }
+        }
+    }
+    moved
+}
+
+/// Flushes the file system that holds `dir` (one call instead of an fsync per file).
+fn syncfs(dir: &Path) {
+    use std::os::fd::AsRawFd;
+    if let Ok(f) = std::fs::File::open(dir) {
+        // SAFETY: syncfs takes a valid, open file descriptor and touches no memory of ours.
+        unsafe { libc::syncfs(f.as_raw_fd()) };
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(f) = std::fs::File::open(dir) {
+        let _ = f.sync_all();
+    }
+}
+
+/// Renames the staged tree over the target. On failure everything is put back.
+fn swap_data(t: &DataTarget, excluded: &[String]) -> anyhow::Result<Vec<String>> {
+    let parent = t.target.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut moved = Vec::new();
+    if let Some(prev) = &t.previous {
+        // Moving entries in changes the restored root's mtime: put the archive's back.
+        let mtime = std::fs::metadata(&t.staging).and_then(|m| m.modified()).ok();
+        moved = carry_over(&t.target, &t.staging, excluded);
+        if let (Some(mtime), false) = (mtime, moved.is_empty()) {
+            if let Ok(f) = std::fs::File::open(&t.staging) {
+                let _ = f.set_modified(mtime);
+            }
+        }
+        if let Err(e) = std::fs::rename(&t.target, prev) {
+            for n in &moved {
+                let _ = std::fs::rename(t.staging.join(n), t.target.join(n));
+            }
+            return Err(source(format!("cannot move `{}` aside to `{}`: {e}", t.target.display(), prev.display())));
+        }
+    }
+    if let Err(e) = std::fs::rename(&t.staging, &t.target) {
+        if let Some(prev) = &t.previous {
+            let _ = std::fs::rename(prev, &t.target);
+            for n in &moved {
+                let _ = std::fs::rename(t.staging.join(n), t.target.join(n));
+            }
+        }
+        return Err(source(format!("cannot move the restored tree into `{}`: {e}", t.target.display())));
+    }
+    sync_dir(&parent);
+    Ok(moved)
+}
+
+/// The app container, if one of SeaTable's names exists.
+async fn app_container(config: &Config) -> Option<(Docker, String, bool)> {
+    let docker_host = match &config.database.access {
+        crate::config::DbAccess::Container { docker_host, .. } => docker_host.clone(),
+        crate::config::DbAccess::Host { .. } => None,
+    };
+    let docker = Docker::connect(docker_host.as_deref()).ok()?;
+    for name in ["seatable-server", "seatable"] {
+        if let Ok(Some(running)) = docker.container_state(name).await {
+            return Some((docker, name.to_string(), running));
+        }
+    }
+    None
+}
+
+pub async fn run(config: &Config, store: Arc<dyn Store>, opts: &RestoreOptions, staged: &Staged) -> anyhow::Result<()> {
+    let prefix = &config.storage.prefix;
+    let set = catalog::choose_set(store.as_ref(), prefix, &opts.selection).await?;
+    let id = set.id();
+    let (mut dbs, data) = items_of(&set, prefix)?;
+    if opts.only == Some(Part::Config) {
+        return Err(Failure::new(Class::Usage, format!("set {id} holds no `config` component"))
+            .with_hint("this set was written without the SeaTable compose directory; restore `db` or `data`")
+            .into());
+    }
+    if !opts.databases.is_empty() {
+        for want in &opts.databases {
+            if !dbs.iter().any(|d| &d.database == want) {
+                let have: Vec<&str> = dbs.iter().map(|d| d.database.as_str()).collect();
+                return Err(Failure::new(Class::Usage, format!("set {id} holds no dump of database `{want}`"))
+                    .with_hint(format!("it holds: {}", if have.is_empty() { "none".into() } else { have.join(", ") }))
+                    .into());
+            }
+        }
+        dbs.retain(|d| opts.databases.contains(&d.database));
+    }
+    let want_db = matches!(opts.only, None | Some(Part::Db));
+    let want_data = matches!(opts.only, None | Some(Part::Data)) && opts.databases.is_empty();
+    if !want_db {
+        dbs.clear();
+    }
+    let data = if want_data { data } else { None };
+    if dbs.is_empty() && data.is_none() {
+        return Err(usage(format!("nothing to restore: set {id} holds no such component")));
+    }
+    let policy = DownloadPolicy::from_upload(&config.storage.upload);
+    let excluded: Vec<String> = set
+        .manifest
+        .as_ref()
+        .and_then(|m| m.objects.iter().find_map(|o| o.tar.as_ref().map(|t| t.excluded.clone())))
+        .unwrap_or_default();
+
+    // Checks that write nothing.
+    let db_src = if dbs.is_empty() { None } else { Some(Arc::new(DbSource::connect(&config.database).await?)) };
+    let data_target = match &data {
+        Some(_) => Some(plan_data_target(config, opts, &id.stamp)?),
+        None => None,
+    };
+    let app = app_container(config).await;
+    let migrating = id.host != config.host;
+
+    if opts.dry_run {
+        print!("{}", render_dry_run(&set, &dbs, data.as_ref(), db_src.as_deref(), data_target.as_ref(), opts, &store));
+        return Ok(());
+    }
+    if let Some((_, name, true)) = &app {
+        tracing::warn!(container = %name, "SeaTable's app container is running: it may write while the restore runs; stopping it first is safer");
+    }
+
+    // STAGE.
+    let started = std::time::Instant::now();
+    let mut loaded = Vec::new();
+    if let Some(src) = &db_src {
+        let strip = !src.client_knows_sandbox().await?;
+        if strip {
+            tracing::info!("the database client predates the sandbox-mode line: it is removed from the dumps");
+        }
+        for it in &dbs {
+            let bytes = stage_database(src, &store, it, strip, policy, staged).await?;
+            let names = DbNames::for_db(&it.database)?;
+            let mut unmovable = src.unmovable_objects(&names.staging).await?;
+            for u in src.unmovable_objects(&names.live).await? {
+                if !unmovable.contains(&u) {
+                    unmovable.push(u);
+                }
+            }
+            if !unmovable.is_empty() && opts.db_mode == DbMode::Swap {
+                let list: Vec<String> = unmovable.iter().take(5).map(|u| u.to_string()).collect();
+                return Err(Failure::new(
+                    Class::Usage,
+                    format!(
+                        "database `{}` has objects that an atomic table swap cannot move ({}{}); nothing was changed",
+                        it.database,
+                        list.join(", "),
+                        if unmovable.len() > 5 { ", ..." } else { "" }
+                    ),
+                )
+                .with_hint("--db-restore recreate drops the live database and loads the dump into it (not atomic; see the README)")
+                .into());
+            }
+            loaded.push((it.clone(), bytes));
+        }
+    }
+    let mut unpacked = None;
+    if let (Some(item), Some(t)) = (&data, &data_target) {
+        unpacked = Some(stage_data(&store, item, t, opts.untar.clone(), policy, staged).await?);
+    }
+
+    // SWAP.
+    let mut lines = Vec::new();
+    if let Some(src) = &db_src {
+        for (it, bytes) in &loaded {
+            let names = DbNames::for_db(&it.database)?;
+            match opts.db_mode {
+                DbMode::Swap => {
+                    let r = src.swap_in(&names).await?;
+                    staged.forget_db(&names.staging);
+                    lines.push(format!(
+                        "database `{}`: {} tables swapped in from {} of SQL (the {} previous tables were dropped)",
+                        it.database,
+                        r.tables_in,
+                        human_bytes(*bytes),
+                        r.tables_out
+                    ));
+                }
+                DbMode::Recreate => {
+                    src.drop_database(&names.staging).await?;
+                    staged.forget_db(&names.staging);
+                    src.drop_database(&names.live).await?;
+                    src.sql(&format!(
+                        "CREATE DATABASE {} CHARACTER SET 'utf8mb4'",
+                        crate::source::load::ident(&names.live)
+                    ))
+                    .await?;
+                    let (reader, state) = open_item(&store, &it.item, policy);
+                    let strip = !src.client_knows_sandbox().await?;
+                    match src.load_into(&names.live, reader, strip).await {
+                        Ok(_) => download_verdict(&state, &it.item)?,
+                        Err(e) => {
+                            let cause = match e {
+                                FeedError::Input(e) => state.failure().unwrap_or_else(|| integrity(e.to_string())),
+                                FeedError::Client(e) => state.failure().unwrap_or(e),
+                            };
+                            return Err(cause.context(format!(
+                                "recreating database `{}`: the live database is now INCOMPLETE; run the restore again",
+                                it.database
+                            )));
+                        }
+                    }
+                    lines.push(format!("database `{}`: dropped and recreated from the dump", it.database));
+                }
+            }
+        }
+    }
+    if let (Some(t), Some(report)) = (&data_target, &unpacked) {
+        // The unpacked files reach the disk before they replace the live tree.
+        let dir = t.staging.clone();
+        let _ = tokio::task::spawn_blocking(move || syncfs(&dir)).await;
+        let moved = swap_data(t, &excluded)?;
+        staged.forget_dir(&t.staging);
+        let mut line = format!(
+            "data directory `{}`: {} files, {} directories, {} symlinks, {} hard links ({})",
+            t.target.display(),
+            report.files,
+            report.dirs,
+            report.symlinks,
+            report.hardlinks,
+            human_bytes(report.file_bytes)
+        );
+        if !moved.is_empty() {
+            line.push_str(&format!("; kept from the previous directory: {}", moved.join(", ")));
+        }
+        if let Some(prev) = &t.previous {
+            if opts.replace {
+                let p = prev.clone();
+                match tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&p)).await {
+                    Ok(Ok(())) => line.push_str("; the previous directory was removed"),
+                    _ => line.push_str(&format!("; could not remove the previous directory `{}`", prev.display())),
+                }
+            } else {
+                line.push_str(&format!("; the previous directory is kept as `{}`", prev.display()));
+            }
+        }
+        lines.push(line);
+    }
+
+    println!("restored set {id} from {} in {:.1} s", store.describe(), started.elapsed().as_secs_f64());
+    for l in &lines {
+        println!("  {l}");
+    }
+    post_restore(config, opts, &id, migrating, app).await
+}
+
+async fn post_restore(
+    config: &Config,
+    opts: &RestoreOptions,
+    id: &catalog::SetId,
+    migrating: bool,
+    app: Option<(Docker, String, bool)>,
+) -> anyhow::Result<()> {
+    const SCRIPT: &str = "/opt/seatable/scripts/seatable.sh";
+    let app_name = app.as_ref().map(|a| a.1.clone()).unwrap_or_else(|| "seatable-server".into());
+    if opts.seatable_restore_all {
+        let Some((docker, name, running)) = app else {
+            return Err(Failure::new(
+                Class::Source,
+                "--seatable-restore-all: no SeaTable app container (`seatable-server` or `seatable`) was found",
+            )
+            .with_hint(format!("start SeaTable, then run `docker exec seatable-server {SCRIPT} restore-all`"))
+            .into());
+        };
+        if !running {
+            return Err(source(format!(
+                "--seatable-restore-all: the app container `{name}` is not running; the restore itself is complete"
+            )));
+        }
+        let out = docker
+            .exec_capture(&name, vec![SCRIPT.into(), "restore-all".into()], vec![])
+            .await
+            .context("running `seatable.sh restore-all`")?;
+        for l in String::from_utf8_lossy(&out.stdout).lines() {
+            tracing::info!(container = %name, "restore-all: {l}");
+        }
+        if out.status.exit_code != 0 {
+            return Err(source(format!(
+                "`seatable.sh restore-all` in `{name}` failed (exit code {}): {}; the restore itself is complete",
+                out.status.exit_code, out.status.stderr
+            )));
+        }
+        println!("  ran `seatable.sh restore-all` in `{name}`");
+    } else {
+        println!("next steps:");
+        println!("  1. start SeaTable if it is stopped (`docker compose up -d`)");
+        println!("  2. rebuild Big Data: `docker exec {app_name} {SCRIPT} restore-all` (or restore with --seatable-restore-all)");
+    }
+    if migrating {
+        println!(
+            "note: set {id} was written by host `{}`; this is `{}`. If SeaTable's domain changes, follow SeaTable's \
+             domain-change procedure, and keep or remove PLUGINS_REPO_ID in conf/dtable_web_settings.py (it belongs \
+             to the old server's plugin repository).",
+            id.host, config.host
+        );
+    }
+    Ok(())
+}
+
+fn render_dry_run(
+    set: &ChosenSet,
+    dbs: &[DbItem],
+    data: Option<&Item>,
+    db: Option<&DbSource>,
+    target: Option<&DataTarget>,
+    opts: &RestoreOptions,
+    store: &Arc<dyn Store>,
+) -> String {
+    let mut s = String::new();
+    let id = set.id();
+    s.push_str(&format!(
+        "dry run: restore of set {id} from {}{}\n",
+        store.describe(),
+        if set.manifest.is_none() { " (NO MANIFEST: nothing can be checked)" } else { "" }
+    ));
+    for d in dbs {
+        let names = DbNames::for_db(&d.database).ok();
+        s.push_str(&format!(
+            "  download {} ({})\n    -> database `{}` in {}: loaded into `{}`, then {}\n",
+            d.item.key,
+            human_bytes(d.item.size),
+            d.database,
+            db.map(|x| x.describe()).unwrap_or_default(),
+            names.as_ref().map(|n| n.staging.as_str()).unwrap_or("?"),
+            match opts.db_mode {
+                DbMode::Swap => "its tables REPLACE all tables of the live database in one atomic swap",
+                DbMode::Recreate => "the live database is DROPPED and recreated from the dump",
+            }
+        ));
+    }
+    if let (Some(item), Some(t)) = (data, target) {
+        s.push_str(&format!(
+            "  download {} ({})\n    -> unpacked into `{}`, then renamed to `{}`\n",
+            item.key,
+            human_bytes(item.size),
+            t.staging.display(),
+            t.target.display()
+        ));
+        match &t.previous {
+            Some(p) if opts.replace => {
+                s.push_str(&format!("    the current `{}` is REMOVED after the swap\n", t.target.display()));
+                let _ = p;
+            }
+            Some(p) => s.push_str(&format!(
+                "    the current `{}` is kept as `{}` (its logs, pids, ... move into the restored tree)\n",
+                t.target.display(),
+                p.display()
+            )),
+            None => s.push_str(&format!("    `{}` does not exist yet\n", t.target.display())),
+        }
+    }
+    s.push_str("nothing was changed.\n");
+    s
+}

@@ -1,0 +1,209 @@
+//! `verify`: reads every object of a set back, checks its size and SHA-256 against the manifest
+//! and that it decompresses to its end (a dump to its `-- Dump completed` line, an archive to
+//! its end marker). `--deep` also loads each dump into a throw-away database in the DB
+//! container, reports its tables and rows, and drops it.
+
+use std::sync::Arc;
+
+use tokio::io::AsyncReadExt;
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use crate::catalog::{self, Kind, ObjectEntry, Selection};
+use crate::codec::decompress;
+use crate::config::{Algorithm, Config};
+use crate::error::{integrity, Class, Failure};
+use crate::list::human_bytes;
+use crate::source::dump::DbSource;
+use crate::source::load::FeedError;
+use crate::store::download::{fetch_verified, DownloadPolicy, Expected};
+use crate::store::Store;
+
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    pub selection: Selection,
+    pub deep: bool,
+}
+
+fn algorithm(o: &ObjectEntry) -> anyhow::Result<Algorithm> {
+    match o.compression.as_str() {
+        "zstd" => Ok(Algorithm::Zstd),
+        "gzip" => Ok(Algorithm::Gzip),
+        other => Err(integrity(format!("object `{}` has unknown compression `{other}`", o.key))),
+    }
+}
+
+/// Reads one object to its end; returns a one-line description of what it held.
+async fn check_object(store: &Arc<dyn Store>, o: &ObjectEntry, policy: DownloadPolicy) -> anyhow::Result<String> {
+    let (chunks, state) =
+        fetch_verified(store.clone(), &o.key, Expected { size: o.stored_size, sha256: o.sha256.clone() }, policy);
+    let reader = decompress(tokio::io::BufReader::with_capacity(256 * 1024, StreamReader::new(chunks)), algorithm(o)?);
+    let result: anyhow::Result<(u64, String)> = match o.kind {
+        Kind::MysqlDump => {
+            let mut reader = reader;
+            let mut buf = vec![0u8; 1 << 20];
+            let mut total = 0u64;
+            let mut tail: Vec<u8> = Vec::new();
+            loop {
+                let n = match reader.read(&mut buf).await {
+                    Ok(n) => n,
+                    Err(e) => break Err(anyhow::Error::new(e)),
+                };
+                if n == 0 {
+                    let end = tail.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(0, |i| i + 1);
+                    let last = tail[..end].rsplit(|b| *b == b'\n').next().unwrap_or(&[]);
+                    if !last.starts_with(b"-- Dump completed") {
+                        break Err(integrity(format!("dump `{}` does not end with `-- Dump completed`", o.key)));
+                    }
+                    break Ok((total, format!("{} of SQL, complete", human_bytes(total))));
+                }
+                total += n as u64;
+                tail.extend_from_slice(&buf[..n]);
+                if tail.len() > 4096 {
+                    tail.drain(..tail.len() - 1024);
+                }
+            }
+        }
+        Kind::Tar => {
+            let key = o.key.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut counting = Counting { inner: SyncIoBridge::new(reader), n: 0 };
+                let mut entries = 0u64;
+                {
+                    let mut archive = tar::Archive::new(&mut counting);
+                    let iter = archive.entries().map_err(|e| integrity(format!("archive `{key}`: {e}")))?;
+                    for e in iter {
+                        let mut e =
+                            e.map_err(|e| integrity(format!("archive `{key}` after {entries} entries: {e}")))?;
+                        std::io::copy(&mut e, &mut std::io::sink())
+                            .map_err(|e| integrity(format!("archive `{key}` after {entries} entries: {e}")))?;
+                        entries += 1;
+                    }
+                }
+                std::io::copy(&mut counting, &mut std::io::sink())
+                    .map_err(|e| integrity(format!("archive `{key}`: {e}")))?;
+                Ok((counting.n, format!("{entries} entries, {} unpacked", human_bytes(counting.n))))
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("verification thread failed: {e}"))?
+        }
+    };
+    match result {
+        Ok((raw, what)) => {
+            state.verified(&o.key)?;
+            if raw != o.raw_size {
+                return Err(integrity(format!(
+                    "object `{}` decompresses to {raw} bytes, the manifest says {}",
+                    o.key, o.raw_size
+                )));
+            }
+            Ok(what)
+        }
+        Err(e) => Err(state.failure().unwrap_or(e)),
+    }
+}
+
+struct Counting<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
+/// Loads a dump into a throw-away database and counts its tables and rows.
+async fn deep_check(
+    db: &DbSource,
+    store: &Arc<dyn Store>,
+    o: &ObjectEntry,
+    policy: DownloadPolicy,
+    strip: bool,
+) -> anyhow::Result<String> {
+    let name = o.database.clone().unwrap_or_default();
+    let scratch = format!("{}__sb_verify", name);
+    if scratch.len() > 64 {
+        return Err(integrity(format!("database name `{name}` is too long for a throw-away copy")));
+    }
+    db.drop_database(&scratch).await?;
+    db.sql(&format!("CREATE DATABASE {} CHARACTER SET 'utf8mb4'", crate::source::load::ident(&scratch))).await?;
+    let (chunks, state) =
+        fetch_verified(store.clone(), &o.key, Expected { size: o.stored_size, sha256: o.sha256.clone() }, policy);
+    let reader = decompress(tokio::io::BufReader::with_capacity(256 * 1024, StreamReader::new(chunks)), algorithm(o)?);
+    let loaded = db.load_into(&scratch, reader, strip).await;
+    let result = match loaded {
+        Ok(_) => match state.verified(&o.key) {
+            Ok(()) => db.row_counts(&scratch).await,
+            Err(e) => Err(e),
+        },
+        Err(FeedError::Input(e)) => Err(state.failure().unwrap_or_else(|| integrity(e.to_string()))),
+        Err(FeedError::Client(e)) => Err(state.failure().unwrap_or(e)),
+    };
+    if let Err(e) = db.drop_database(&scratch).await {
+        tracing::warn!(database = %scratch, error = %format!("{e:#}"), "could not drop the throw-away database");
+    }
+    let counts = result?;
+    let rows: u64 = counts.iter().map(|(_, n)| n).sum();
+    Ok(format!("loads: {} tables, {rows} rows", counts.len()))
+}
+
+pub async fn run(config: &Config, store: Arc<dyn Store>, opts: &VerifyOptions) -> anyhow::Result<()> {
+    let prefix = &config.storage.prefix;
+    let mut sel = opts.selection.clone();
+    sel.strict = true;
+    let set = catalog::choose_set(store.as_ref(), prefix, &sel).await?;
+    let id = set.id();
+    let Some(manifest) = &set.manifest else {
+        return Err(Failure::new(
+            Class::Integrity,
+            format!("set {id} has no manifest: there is nothing to verify against"),
+        )
+        .into());
+    };
+    let policy = DownloadPolicy::from_upload(&config.storage.upload);
+    let db = if opts.deep && manifest.objects.iter().any(|o| o.kind == Kind::MysqlDump) {
+        Some(DbSource::connect(&config.database).await?)
+    } else {
+        None
+    };
+    let strip = match &db {
+        Some(d) => !d.client_knows_sandbox().await?,
+        None => false,
+    };
+    println!("verifying set {id} in {}", store.describe());
+    let mut failures = Vec::new();
+    for o in &manifest.objects {
+        let mut outcome = check_object(&store, o, policy).await;
+        if let (Ok(what), Some(d), Kind::MysqlDump) = (&outcome, &db, o.kind) {
+            outcome = deep_check(d, &store, o, policy, strip).await.map(|deep| format!("{what}; {deep}"));
+        }
+        match outcome {
+            Ok(what) => println!("  ok    {}  ({}; sha256 ok): {what}", o.key, human_bytes(o.stored_size)),
+            Err(e) => {
+                println!("  FAIL  {}: {e:#}", o.key);
+                failures.push((o.key.clone(), e));
+            }
+        }
+    }
+    match failures.len() {
+        0 => {
+            println!("set {id}: {} objects verified", manifest.objects.len());
+            Ok(())
+        }
+        n => {
+            let (key, e) = failures.swap_remove(0);
+            let class = crate::error::class_of(&e);
+            Err(Failure::new(
+                if class == Class::Internal { Class::Integrity } else { class },
+                format!(
+                    "set {id} failed verification: {n} of {} objects bad, first `{key}`: {e:#}",
+                    manifest.objects.len()
+                ),
+            )
+            .into())
+        }
+    }
+}

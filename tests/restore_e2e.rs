@@ -1,0 +1,468 @@
+//! End-to-end restore and verify: the binary against Garage and the MariaDB container.
+//! Round trips, and every failure that must leave the live databases and data directory as
+//! they were (compared before and after), with a non-zero exit that names the cause.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{assert_exit, env, stderr, stdout, unique_prefix, Run};
+use seatable_backup::catalog::{Kind, Manifest};
+use seatable_backup::config::{Algorithm, CompressionConfig, RequestChecksums};
+use seatable_backup::store::Store;
+use sha2::Digest;
+use tokio::io::AsyncReadExt;
+
+/// Copies database `src` to `dst` inside the main container (dump | load, all inside).
+fn copy_db(src: &str, dst: &str) {
+    let e = env();
+    e.sql(&format!("DROP DATABASE IF EXISTS `{dst}`; CREATE DATABASE `{dst}` CHARACTER SET utf8mb4"));
+    let out = Command::new("podman")
+        .args(["exec", e.container(), "sh", "-c"])
+        .arg(format!(
+            r#"export MYSQL_PWD="$MYSQL_ROOT_PASSWORD"; mariadb-dump -uroot --single-transaction --routines --triggers --hex-blob {src} | mariadb -uroot {dst}"#
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "copying {src}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Staging, old or verify databases of `db` left behind.
+fn leftovers(container: &str, db: &str) -> String {
+    env().sql_at(
+        container,
+        "",
+        &format!("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE '{db}\\_\\_sb\\_%'"),
+    )
+}
+
+fn cp_a(from: &Path, to: &Path) {
+    let st = Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap();
+    assert!(st.success());
+}
+
+/// A backed-up state: two databases and a data directory, with a pristine copy of the tree.
+struct Fixture {
+    work: tempfile::TempDir,
+    data: PathBuf,
+    pristine: PathBuf,
+    dbs: Vec<String>,
+    sums: Vec<Vec<(String, String)>>,
+    prefix: String,
+}
+
+impl Fixture {
+    fn new(name: &str) -> Fixture {
+        let e = env();
+        let pid = std::process::id();
+        let dbs = vec![format!("{name}_a_{pid}"), format!("{name}_b_{pid}")];
+        // dtable_db's seed has views, triggers and routines: see the recreate-mode test.
+        copy_db("ccnet_db", &dbs[0]);
+        copy_db("seafile_db", &dbs[1]);
+        let work = tempfile::tempdir().unwrap();
+        let data = work.path().join("seatable");
+        common::demo_data(&data, 2);
+        std::fs::create_dir_all(data.join("logs")).unwrap();
+        std::fs::write(data.join("logs/seahub.log"), "log lines are not backed up\n").unwrap();
+        let prefix = unique_prefix(name);
+        let out = Run::garage(&["backup"], &prefix)
+            .env("SEATABLE_BACKUP_DATA_DIR", &data)
+            .env("SEATABLE_BACKUP_DATABASES", dbs.join(","))
+            .output();
+        assert_exit(&out, 0);
+        let pristine = work.path().join("pristine");
+        cp_a(&data, &pristine);
+        let sums = dbs.iter().map(|d| e.checksums(d)).collect();
+        Fixture { work, data, pristine, dbs, sums, prefix }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Run::garage(args, &self.prefix).env("SEATABLE_BACKUP_DATA_DIR", &self.data).output()
+    }
+
+    /// The live databases and the data directory are exactly as at backup time, and nothing
+    /// staged is left behind.
+    fn assert_untouched(&self) {
+        let e = env();
+        for (db, sums) in self.dbs.iter().zip(&self.sums) {
+            assert_eq!(&e.checksums(db), sums, "live database {db} changed");
+        }
+        seatable_backup::source::tar::compare_trees(&self.pristine, &self.data, &[])
+            .unwrap_or_else(|d| panic!("live data directory changed: {d}"));
+        self.assert_nothing_staged();
+    }
+
+    fn assert_nothing_staged(&self) {
+        for db in &self.dbs {
+            assert_eq!(leftovers(env().container(), db).trim(), "", "staging databases left");
+        }
+        let staged: Vec<_> = std::fs::read_dir(self.work.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".restore-"))
+            .collect();
+        assert!(staged.is_empty(), "staging directories left: {staged:?}");
+    }
+
+    async fn store(&self) -> std::sync::Arc<dyn Store> {
+        env().s3(RequestChecksums::WhenSupported).await
+    }
+
+    async fn manifest(&self) -> (String, Manifest) {
+        let store = self.store().await;
+        let keys = common::keys_ending(store.as_ref(), &self.prefix, "/manifest.json").await;
+        assert_eq!(keys.len(), 1);
+        let m = Manifest::from_json(&store.get_object(&keys[0]).await.unwrap()).unwrap();
+        (keys[0].clone(), m)
+    }
+
+    fn stamp(m: &Manifest) -> String {
+        m.stamp.clone()
+    }
+
+    /// Replaces the object of `component` by `raw` (compressed here), with a manifest that
+    /// describes the new object truthfully: the set stays "valid", its content is bad.
+    async fn replace_component(&self, component: &str, raw: &[u8]) {
+        let store = self.store().await;
+        let (mkey, mut m) = self.manifest().await;
+        let mut z = seatable_backup::codec::compress(
+            std::io::Cursor::new(raw.to_vec()),
+            &CompressionConfig { algorithm: Algorithm::Zstd, level: 3, threads: 0 },
+        );
+        let mut stored = Vec::new();
+        z.read_to_end(&mut stored).await.unwrap();
+        let o = m.objects.iter_mut().find(|o| o.component == component).expect("component");
+        store.put_object(&o.key, stored.clone().into()).await.unwrap();
+        o.stored_size = stored.len() as u64;
+        o.raw_size = raw.len() as u64;
+        o.sha256 = hex::encode(sha2::Sha256::digest(&stored));
+        store.put_object(&mkey, m.to_json().into()).await.unwrap();
+    }
+
+    async fn key_of(&self, component: &str) -> String {
+        let (_, m) = self.manifest().await;
+        m.objects.iter().find(|o| o.component == component).unwrap().key.clone()
+    }
+
+    fn drop_dbs(&self) {
+        for d in &self.dbs {
+            env().sql(&format!("DROP DATABASE IF EXISTS `{d}`"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn restore_brings_back_databases_and_data_exactly() {
+    let e = env();
+    let fx = Fixture::new("rrt");
+    let (a, b) = (&fx.dbs[0], &fx.dbs[1]);
+
+    // Break things: rows, a dropped and an added table; files changed, removed and added.
+    let first_table =
+        e.sql(&format!("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA='{a}' ORDER BY 1 LIMIT 1"));
+    e.sql(&format!("DROP TABLE `{a}`.`{}`", first_table.trim()));
+    e.sql(&format!(
+        "CREATE TABLE `{a}`.`added_later` (id INT PRIMARY KEY); INSERT INTO `{a}`.`added_later` VALUES (1)"
+    ));
+    let tables_b = e.sql(&format!("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA='{b}'"));
+    for t in tables_b.lines().filter(|l| !l.is_empty()) {
+        e.sql(&format!("DELETE FROM `{b}`.`{t}`"));
+    }
+    std::fs::write(fx.data.join("conf/ccnet.conf"), "changed after the backup\n").ok();
+    std::fs::remove_dir_all(fx.data.join("seafile-data")).unwrap();
+    std::fs::write(fx.data.join("added-later.txt"), "new\n").unwrap();
+
+    // Dry run: says what would happen, changes nothing.
+    let out = fx.run(&["restore", "--dry-run"]);
+    assert_exit(&out, 0);
+    let plan = stdout(&out);
+    assert!(plan.contains("dry run") && plan.contains(&format!("database `{a}`")), "{plan}");
+    assert!(plan.contains("nothing was changed"), "{plan}");
+    assert!(e.sql(&format!("SELECT COUNT(*) FROM `{a}`.`added_later`")).trim() == "1");
+
+    let out = fx.run(&["restore", "latest"]);
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(text.contains("restored set daily/testhost/"), "{text}");
+    assert!(text.contains("restore-all"), "the SeaTable step is shown: {text}");
+
+    for (db, sums) in fx.dbs.iter().zip(&fx.sums) {
+        assert_eq!(&e.checksums(db), sums, "CHECKSUM TABLE of {db} differs from the backup");
+    }
+    seatable_backup::source::tar::compare_trees(&fx.pristine, &fx.data, &["logs"])
+        .unwrap_or_else(|d| panic!("restored tree differs: {d}"));
+    assert_eq!(
+        std::fs::read_to_string(fx.data.join("logs/seahub.log")).unwrap(),
+        "log lines are not backed up\n",
+        "entries a backup never holds are kept"
+    );
+    let kept: Vec<_> = std::fs::read_dir(fx.work.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("seatable.before-restore-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "the previous directory is kept: {kept:?}");
+    assert!(fx.work.path().join(&kept[0]).join("added-later.txt").exists());
+    fx.assert_nothing_staged();
+
+    // verify and verify --deep pass on the good set.
+    let out = fx.run(&["verify"]);
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("objects verified"), "{}", stdout(&out));
+    let out = fx.run(&["verify", "--deep"]);
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("tables") && stdout(&out).contains("rows"), "{}", stdout(&out));
+    fx.assert_nothing_staged();
+
+    // A second restore with --replace removes the previous directory.
+    let out = fx.run(&["restore", "--replace", "--only", "data"]);
+    assert_exit(&out, 0);
+    let kept_now = std::fs::read_dir(fx.work.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("seatable.before-restore-"))
+        .count();
+    assert_eq!(kept_now, 1, "--replace keeps no further copy");
+    fx.drop_dbs();
+}
+
+#[tokio::test]
+async fn a_corrupted_dump_is_caught_and_changes_nothing() {
+    let fx = Fixture::new("rcor");
+    let store = fx.store().await;
+    let key = fx.key_of(&format!("db/{}", fx.dbs[1])).await;
+    let mut bytes = store.get_object(&key).await.unwrap().to_vec();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    store.put_object(&key, bytes.into()).await.unwrap();
+
+    let out = fx.run(&["restore"]);
+    assert_exit(&out, 5);
+    assert!(stderr(&out).contains(&key) && stderr(&out).contains("does not match the manifest"), "{}", stderr(&out));
+    fx.assert_untouched();
+
+    let out = fx.run(&["verify"]);
+    assert_exit(&out, 5);
+    assert!(stderr(&out).contains(&key), "{}", stderr(&out));
+    fx.drop_dbs();
+}
+
+#[tokio::test]
+async fn a_corrupted_archive_is_caught_and_changes_nothing() {
+    let fx = Fixture::new("rcar");
+    let store = fx.store().await;
+    let key = fx.key_of("data").await;
+    let mut bytes = store.get_object(&key).await.unwrap().to_vec();
+    let at = bytes.len() - 100;
+    bytes[at] ^= 0x01;
+    store.put_object(&key, bytes.into()).await.unwrap();
+
+    let out = fx.run(&["restore", "--only", "data"]);
+    assert_exit(&out, 5);
+    assert!(stderr(&out).contains(&key), "{}", stderr(&out));
+    fx.assert_untouched();
+    fx.drop_dbs();
+}
+
+#[tokio::test]
+async fn truncated_and_missing_objects_and_a_lying_manifest_are_caught() {
+    let fx = Fixture::new("rtrunc");
+    let store = fx.store().await;
+    let (mkey, m) = fx.manifest().await;
+    let stamp = Fixture::stamp(&m);
+    let dump_key = fx.key_of(&format!("db/{}", fx.dbs[0])).await;
+    let data_key = fx.key_of("data").await;
+
+    // Truncated: the stored size no longer matches.
+    let bytes = store.get_object(&dump_key).await.unwrap();
+    store.put_object(&dump_key, bytes.slice(..bytes.len() / 2)).await.unwrap();
+    let out = fx.run(&["restore", &stamp]);
+    assert_exit(&out, 5);
+    assert!(stderr(&out).contains(&dump_key) && stderr(&out).contains("bytes"), "{}", stderr(&out));
+    fx.assert_untouched();
+    let out = fx.run(&["verify", &stamp]);
+    assert_exit(&out, 5);
+    assert!(stderr(&out).contains(&dump_key), "{}", stderr(&out));
+    // `latest` does not take a set that does not check out.
+    let out = fx.run(&["restore", "latest"]);
+    assert_exit(&out, 5);
+    assert!(stderr(&out).contains("no complete backup set"), "{}", stderr(&out));
+    store.put_object(&dump_key, bytes).await.unwrap();
+
+    // Missing.
+    let data = store.get_object(&data_key).await.unwrap();
+    store.delete(&data_key).await.unwrap();
+    let out = fx.run(&["restore", &stamp]);
+    assert_exit(&out, 5);
+    assert!(stderr(&out).contains(&data_key) && stderr(&out).contains("missing"), "{}", stderr(&out));
+    fx.assert_untouched();
+    let out = fx.run(&["verify", &stamp]);
+    assert_exit(&out, 5);
+    store.put_object(&data_key, data).await.unwrap();
+
+    // The manifest lies about a hash.
+    let mut lying = m.clone();
+    let o = lying.objects.iter_mut().find(|o| o.kind == Kind::Tar).unwrap();
+    o.sha256 = "0".repeat(64);
+    store.put_object(&mkey, lying.to_json().into()).await.unwrap();
+    let out = fx.run(&["restore", &stamp]);
+    assert_exit(&out, 5);
+    assert!(stderr(&out).contains("does not match the manifest"), "{}", stderr(&out));
+    fx.assert_untouched();
+    let out = fx.run(&["verify", &stamp]);
+    assert_exit(&out, 5);
+    assert!(stderr(&out).contains(&data_key), "{}", stderr(&out));
+    store.put_object(&mkey, m.to_json().into()).await.unwrap();
+
+    // A set without a manifest is refused, unless asked.
+    store.delete(&mkey).await.unwrap();
+    let out = fx.run(&["restore", &stamp]);
+    assert_exit(&out, 5);
+    assert!(stderr(&out).contains("no manifest"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--allow-incomplete"), "{}", stderr(&out));
+    fx.assert_untouched();
+    fx.drop_dbs();
+}
+
+#[tokio::test]
+async fn an_sql_error_half_way_leaves_the_live_database_as_it_was() {
+    let fx = Fixture::new("rsql");
+    let store = fx.store().await;
+    let key = fx.key_of(&format!("db/{}", fx.dbs[0])).await;
+    let dump = common::fetch_decompressed(store.as_ref(), &key, Algorithm::Zstd).await;
+    let text = String::from_utf8(dump).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    let mid = lines.len() / 2;
+    lines.insert(mid, "THIS IS NOT SQL AT ALL;");
+    let broken = lines.join("\n") + "\n";
+    fx.replace_component(&format!("db/{}", fx.dbs[0]), broken.as_bytes()).await;
+
+    let out = fx.run(&["restore"]);
+    assert_exit(&out, 3);
+    let err = stderr(&out);
+    assert!(err.contains(&fx.dbs[0]) && err.contains("ERROR 1064"), "{err}");
+    fx.assert_untouched();
+    fx.drop_dbs();
+}
+
+/// A tar archive with one raw header: name bytes written as given (no sanitising).
+fn raw_entry(builder: &mut tar::Builder<Vec<u8>>, name: &[u8], kind: tar::EntryType, link: &[u8], data: &[u8]) {
+    let mut h = tar::Header::new_gnu();
+    h.as_old_mut().name[..name.len()].copy_from_slice(name);
+    if !link.is_empty() {
+        h.as_old_mut().linkname[..link.len()].copy_from_slice(link);
+    }
+    h.set_entry_type(kind);
+    h.set_mode(0o644);
+    h.set_size(data.len() as u64);
+    h.set_mtime(1_700_000_000);
+    h.set_cksum();
+    builder.append(&h, data).unwrap();
+}
+
+#[tokio::test]
+async fn hostile_archives_are_refused_and_write_nothing() {
+    let fx = Fixture::new("rhost");
+    let outside = fx.work.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let abs = format!("{}/abs.txt", outside.display());
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("dot-dot", {
+            let mut b = tar::Builder::new(Vec::new());
+            raw_entry(&mut b, b"conf/", tar::EntryType::Directory, b"", b"");
+            raw_entry(&mut b, b"../outside/x.txt", tar::EntryType::Regular, b"", b"escaped\n");
+            b.into_inner().unwrap()
+        }),
+        ("absolute", {
+            let mut b = tar::Builder::new(Vec::new());
+            raw_entry(&mut b, abs.as_bytes(), tar::EntryType::Regular, b"", b"escaped\n");
+            b.into_inner().unwrap()
+        }),
+        ("through-symlink", {
+            let mut b = tar::Builder::new(Vec::new());
+            let target = outside.to_string_lossy().into_owned();
+            raw_entry(&mut b, b"conf", tar::EntryType::Symlink, target.as_bytes(), b"");
+            raw_entry(&mut b, b"conf/x.txt", tar::EntryType::Regular, b"", b"escaped\n");
+            b.into_inner().unwrap()
+        }),
+    ];
+    for (what, archive) in cases {
+        fx.replace_component("data", &archive).await;
+        let out = fx.run(&["restore", "--only", "data", "--allow-external-symlinks"]);
+        assert!(!out.status.success(), "{what}: the hostile archive was accepted");
+        assert_exit(&out, 5);
+        let entries: Vec<_> = std::fs::read_dir(&outside).unwrap().collect();
+        assert!(entries.is_empty(), "{what}: something was written outside: {entries:?}");
+        assert!(!fx.work.path().join("x.txt").exists());
+        fx.assert_untouched();
+    }
+    fx.drop_dbs();
+}
+
+#[tokio::test]
+async fn a_full_disk_while_unpacking_leaves_the_data_directory_as_it_was() {
+    let fx = Fixture::new("rfull");
+    // A small file system holding only a small live data directory.
+    let mnt = fx.work.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let st = Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"]).arg(&mnt).status().unwrap();
+    assert!(st.success(), "mount tmpfs (the tests run as root)");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    let live = mnt.join("seatable");
+    std::fs::create_dir_all(live.join("conf")).unwrap();
+    std::fs::write(live.join("conf/seatable.conf"), "live\n").unwrap();
+    let before = fx.work.path().join("small-before");
+    cp_a(&live, &before);
+
+    let out = Run::garage(&["restore", "--only", "data"], &fx.prefix).env("SEATABLE_BACKUP_DATA_DIR", &live).output();
+    assert_exit(&out, 3);
+    assert!(stderr(&out).contains("No space left") || stderr(&out).contains("full"), "{}", stderr(&out));
+    seatable_backup::source::tar::compare_trees(&before, &live, &[])
+        .unwrap_or_else(|d| panic!("live dir changed: {d}"));
+    let left: Vec<_> = std::fs::read_dir(&mnt).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("seatable")], "the staging directory is removed");
+    fx.drop_dbs();
+}
+
+#[tokio::test]
+async fn objects_a_table_swap_cannot_move_need_the_explicit_recreate_mode() {
+    let e = env();
+    let fx = Fixture::new("rtrig");
+    let db = &fx.dbs[1];
+    let t = e
+        .sql(&format!("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA='{db}' ORDER BY 1 LIMIT 1"));
+    let t = t.trim();
+    e.sql(&format!("CREATE VIEW `{db}`.`v_first` AS SELECT * FROM `{db}`.`{t}`"));
+    let prefix = unique_prefix("rtrig2");
+    let out = Run::garage(&["backup", "--only", "db"], &prefix).env("SEATABLE_BACKUP_DATABASES", db).output();
+    assert_exit(&out, 0);
+    let sums = e.checksums(db);
+    let objects = e.schema_objects(db);
+    e.sql(&format!("DELETE FROM `{db}`.`{t}`"));
+    let changed = e.checksums(db);
+
+    let out = Run::garage(&["restore", "--db", db], &prefix).output();
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("view `v_first`") && stderr(&out).contains("--db-restore recreate"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(e.checksums(db), changed, "nothing was changed");
+    assert_eq!(leftovers(e.container(), db).trim(), "");
+
+    let out = Run::garage(&["restore", "--db", db, "--db-restore", "recreate"], &prefix).output();
+    assert_exit(&out, 0);
+    assert_eq!(e.checksums(db), sums);
+    assert_eq!(e.schema_objects(db), objects);
+    fx.drop_dbs();
+}
