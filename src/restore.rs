@@ -576,7 +576,9 @@ pub async fn run(config: &Config, store: Arc<dyn Store>, opts: &RestoreOptions, 
                 .with_hint("--db-restore recreate drops the live database and loads the dump into it (not atomic; see the README)")
                 .into());
             }
-            loaded.push((it.clone(), bytes));
+            // Recreate only where a swap cannot work; every other database is still swapped.
+            let mode = if unmovable.is_empty() { DbMode::Swap } else { opts.db_mode };
+            loaded.push((it.clone(), bytes, mode));
         }
     }
     let mut unpacked = None;
@@ -587,9 +589,9 @@ pub async fn run(config: &Config, store: Arc<dyn Store>, opts: &RestoreOptions, 
     // SWAP.
     let mut lines = Vec::new();
     if let Some(src) = &db_src {
-        for (it, bytes) in &loaded {
+        for (it, bytes, mode) in &loaded {
             let names = DbNames::for_db(&it.database)?;
-            match opts.db_mode {
+            match mode {
                 DbMode::Swap => {
                     let r = src.swap_in(&names).await?;
                     staged.forget_db(&names.staging);
@@ -625,7 +627,10 @@ pub async fn run(config: &Config, store: Arc<dyn Store>, opts: &RestoreOptions, 
                             )));
                         }
                     }
-                    lines.push(format!("database `{}`: dropped and recreated from the dump", it.database));
+                    lines.push(format!(
+                        "database `{}`: dropped and recreated from the dump (it has views, triggers, routines or events)",
+                        it.database
+                    ));
                 }
             }
         }
@@ -749,7 +754,10 @@ fn render_dry_run(
             names.as_ref().map(|n| n.staging.as_str()).unwrap_or("?"),
             match opts.db_mode {
                 DbMode::Swap => "its tables REPLACE all tables of the live database in one atomic swap",
-                DbMode::Recreate => "the live database is DROPPED and recreated from the dump",
+                DbMode::Recreate => {
+                    "its tables replace the live ones in one atomic swap, or, if it has views, triggers, \
+                     routines or events, the live database is DROPPED and recreated from the dump"
+                }
             }
         ));
     }
