@@ -62,7 +62,7 @@ pub struct RestoreArgs {
     pub only: Option<RestorePart>,
     /// Restore only this database of the set (repeatable).
     #[arg(long = "db", value_name = "NAME")]
-    pub databases: Vec<String>,
+    pub only_databases: Vec<String>,
     /// Restore a set without a manifest (nothing can be checked; a warning says so).
     #[arg(long)]
     pub allow_incomplete: bool,
@@ -262,4 +262,39 @@ pub struct SettingArgs {
     /// `compression.threads`: zstd worker threads (0: compress on the pipeline's own thread).
     #[arg(long, global = true, env = "SEATABLE_BACKUP_COMPRESSION_THREADS", value_name = "N")]
     pub compression_threads: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// A subcommand field named like a global setting would share its id (and its env var).
+    #[test]
+    fn subcommand_options_do_not_collide_with_settings() {
+        let cli = Cli::try_parse_from([
+            "seatable-backup",
+            "restore",
+            "--databases",
+            "a,b",
+            "--db-mode",
+            "container",
+            "--only",
+            "data",
+        ])
+        .unwrap();
+        let Command::Restore(r) = cli.command else { panic!("not restore") };
+        assert!(r.only_databases.is_empty());
+        assert_eq!(r.db_restore, DbModeArg::Swap);
+        assert_eq!(cli.settings.databases, Some(vec!["a".to_string(), "b".to_string()]));
+        let cli = Cli::try_parse_from(["seatable-backup", "restore", "--db", "x", "--db-restore", "recreate"]).unwrap();
+        let Command::Restore(r) = cli.command else { panic!("not restore") };
+        assert_eq!(r.only_databases, ["x"]);
+        assert_eq!(r.db_restore, DbModeArg::Recreate);
+    }
 }

@@ -102,7 +102,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     RestorePart::Data => Part::Data,
                     RestorePart::Config => Part::Config,
                 }),
-                databases: args.databases,
+                databases: args.only_databases,
                 db_mode: match args.db_restore {
                     DbModeArg::Swap => DbMode::Swap,
                     DbModeArg::Recreate => DbMode::Recreate,

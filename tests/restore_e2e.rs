@@ -180,6 +180,11 @@ async fn restore_brings_back_databases_and_data_exactly() {
     let plan = stdout(&out);
     assert!(plan.contains("dry run") && plan.contains(&format!("database `{a}`")), "{plan}");
     assert!(plan.contains("nothing was changed"), "{plan}");
+    let out = fx.run(&["restore", "--dry-run", "--before", "2000-01-01"]);
+    assert_exit(&out, 5);
+    assert!(stderr(&out).contains("no complete backup set of host `testhost` before 2000-01-01"), "{}", stderr(&out));
+    let out = fx.run(&["restore", "--dry-run", "--before", "yesterday-ish"]);
+    assert_exit(&out, 2);
     assert!(e.sql(&format!("SELECT COUNT(*) FROM `{a}`.`added_later`")).trim() == "1");
 
     let out = fx.run(&["restore", "latest"]);
@@ -264,7 +269,31 @@ async fn a_corrupted_archive_is_caught_and_changes_nothing() {
     assert_exit(&out, 5);
     assert!(stderr(&out).contains(&key), "{}", stderr(&out));
     fx.assert_untouched();
+    let out = fx.run(&["verify"]);
+    assert_exit(&out, 5);
+    assert!(stderr(&out).contains(&key), "{}", stderr(&out));
     fx.drop_dbs();
+}
+
+/// The load does not depend on the end of stdin reaching the client in the container (Podman
+/// has had bugs there): the client's own `quit` ends it while our side of stdin stays OPEN.
+#[tokio::test]
+async fn a_client_fed_through_the_api_ends_without_waiting_for_end_of_input() {
+    let e = env();
+    let docker = seatable_backup::source::docker::Docker::connect(Some(e.docker_host())).unwrap();
+    let cmd = ["sh", "-c", r#"MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mariadb -uroot -N -B"#];
+    let mut ex = docker.exec_stdin(e.container(), cmd.iter().map(|s| s.to_string()).collect(), vec![]).await.unwrap();
+    use tokio::io::AsyncWriteExt;
+    ex.input.write_all(b"SELECT 6 * 7;\nSELECT 'seatable-backup:loaded';\nquit\n").await.unwrap();
+    ex.input.flush().await.unwrap();
+    // `ex.input` is neither shut down nor dropped until the command has finished.
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), ex.finish)
+        .await
+        .expect("the client did not exit on `quit` while stdin stayed open")
+        .unwrap();
+    assert_eq!(out.status.exit_code, 0, "{}", out.status.stderr);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "42\nseatable-backup:loaded\n");
+    drop(ex.input);
 }
 
 #[tokio::test]
