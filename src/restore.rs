@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use chrono::Utc;
-use tokio_util::io::{StreamReader, SyncIoBridge};
+use tokio_util::io::StreamReader;
 
 use crate::catalog::{self, ChosenSet, Kind, Selection};
 use crate::codec::decompress;
@@ -376,13 +376,26 @@ async fn stage_data(
     }
     tracing::info!(key = %item.key, staging = %staging.display(), "unpacking the data archive into a staging directory");
     let (reader, state) = open_item(store, item, policy);
+    // Download, hashing and decompression run in a task of their own; the unpacking thread only
+    // writes files. The channel between them holds a few MiB.
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
+    let pump = tokio::spawn(async move {
+        let mut chunks = tokio_util::io::ReaderStream::with_capacity(reader, 1 << 20);
+        while let Some(chunk) = futures::StreamExt::next(&mut chunks).await {
+            let failed = chunk.is_err();
+            if tx.send(chunk).await.is_err() || failed {
+                break;
+            }
+        }
+    });
     let dest = staging.clone();
     let unpacked = tokio::task::spawn_blocking(move || {
-        let bridge = SyncIoBridge::new(reader);
-        untar::unpack(std::io::BufReader::with_capacity(1 << 20, bridge), &dest, &untar_opts)
+        let reader = ChannelReader { rx, current: bytes::Bytes::new() };
+        untar::unpack(reader, &dest, &untar_opts)
     })
     .await
     .map_err(|e| anyhow::anyhow!("the unpacking thread failed: {e}"))?;
+    pump.abort();
     match unpacked {
         Ok(report) => {
             download_verdict(&state, item)?;
@@ -403,6 +416,27 @@ async fn stage_data(
             }
             .into())
         }
+    }
+}
+
+/// A blocking reader over a channel of chunks (the unpacking thread's end of the pipe).
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+    current: bytes::Bytes,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => self.current = chunk?,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        bytes::Buf::advance(&mut self.current, n);
+        Ok(n)
     }
 }
 

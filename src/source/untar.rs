@@ -323,7 +323,7 @@ impl Unpacker<'_> {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 let meta = self.meta(entry, &shown)?;
                 self.make_parents(parent, &shown)?;
-                self.must_not_exist(&full, &shown)?;
+                // No lstat first: O_CREAT|O_EXCL|O_NOFOLLOW refuses whatever exists there.
                 self.file(entry, &full, &shown, &meta)
             }
             EntryType::Directory => {
@@ -410,7 +410,10 @@ impl Unpacker<'_> {
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
             .open(full)
-            .map_err(write_err("create", full))?;
+            .map_err(|e| match fs::symlink_metadata(full) {
+                Ok(existing) if e.kind() == io::ErrorKind::AlreadyExists => duplicate(shown, &existing),
+                _ => write_err("create", full)(e),
+            })?;
         let size = entry.size();
         let mut got = 0u64;
         loop {
