@@ -378,7 +378,7 @@ async fn stage_data(
     let (reader, state) = open_item(store, item, policy);
     // Download, hashing and decompression run in a task of their own; the unpacking thread only
     // writes files. The channel between them holds a few MiB.
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
     let pump = tokio::spawn(async move {
         let mut chunks = tokio_util::io::ReaderStream::with_capacity(reader, 1 << 20);
         while let Some(chunk) = futures::StreamExt::next(&mut chunks).await {
