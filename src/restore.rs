@@ -349,7 +349,7 @@ async fn stage_database(
         }
         Err(FeedError::Input(e)) => Err(state
             .failure()
-            .unwrap_or_else(|| integrity(format!("reading object `{}`: {e}", it.item.key)))
+            .unwrap_or_else(|| integrity(format!("object `{}` is corrupt: {e}", it.item.key)))
             .context(format!("restoring database `{}`", it.database))),
         Err(FeedError::Client(e)) => {
             // A client that failed on bad bytes: the download's verdict is the cause.
@@ -404,6 +404,11 @@ async fn stage_data(
         Err(e) => {
             if let Some(cause) = state.failure() {
                 return Err(cause.context("restoring the data directory"));
+            }
+            // A read error that the download did not see comes from the decompressor: the
+            // object is corrupt (the hash verdict only comes at its end, which was not reached).
+            if matches!(e, untar::UntarError::Read { .. } | untar::UntarError::ReadData { .. }) {
+                return Err(integrity(format!("object `{}` is corrupt: {:#}", item.key, anyhow::Error::from(e))));
             }
             let disk_full = untar::is_disk_full(&e);
             let class = if e.is_bad_archive() { Class::Integrity } else { Class::Source };
