@@ -26,7 +26,7 @@ use crate::store::Store;
 
 /// Keys this run has made visible, so that a failed or interrupted run can remove them.
 #[derive(Debug, Default, Clone)]
-pub struct Written(Arc<Mutex<Vec<String>>>);
+pub struct Written(Arc<Mutex<Vec<String>>>, Arc<Mutex<Option<String>>>);
 
 impl Written {
     fn push(&self, key: &str) {
@@ -36,6 +36,29 @@ impl Written {
     }
     fn take(&self) -> Vec<String> {
         self.0.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
+    }
+    fn set_dir(&self, dir: &str) {
+        if let Ok(mut d) = self.1.lock() {
+            *d = Some(dir.to_string());
+        }
+    }
+
+    /// Aborts the multipart uploads still open under this run's set. An upload whose creation
+    /// was answered just as the run was stopped is in no registry yet; the set's directory is
+    /// new and this run's own, so everything open under it is this run's.
+    pub async fn abort_open_uploads(&self, store: &dyn Store) {
+        let Some(dir) = self.1.lock().ok().and_then(|d| d.clone()) else { return };
+        match store.list_open_uploads(&dir).await {
+            Ok(open) => {
+                for u in open {
+                    match store.abort_upload(&u).await {
+                        Ok(()) => tracing::info!(key = %u.key, "aborted an open upload of the stopped run"),
+                        Err(e) => tracing::warn!(key = %u.key, error = %e, "could not abort an open upload"),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not list the open uploads of the stopped run"),
+        }
     }
 
     /// Deletes what this run wrote (a failed run must not leave parts of a set behind).
@@ -86,6 +109,7 @@ pub async fn run(
     if !existing.is_empty() {
         return Err(storage(format!("set `{}` already has objects (another run in the same second?)", id.dir(prefix))));
     }
+    written.set_dir(&id.dir(prefix));
     tracing::info!(set = %id, destination = %store.describe(), "backup started");
 
     let ext = config.compression.algorithm.extension();

@@ -87,6 +87,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 signal = shutdown_signal() => {
                     tracing::error!("{signal} received: aborting the backup");
                     store::upload::abort_all_open().await;
+                    written.abort_open_uploads(store.as_ref()).await;
                     written.remove_all(store.as_ref()).await;
                     Err(seatable_backup::error::Failure::new(Class::Interrupted, format!("backup interrupted by {signal}; no manifest written")).into())
                 }

@@ -355,6 +355,15 @@ async fn truncated_and_missing_objects_and_a_lying_manifest_are_caught() {
     assert!(stderr(&out).contains("no manifest"), "{}", stderr(&out));
     assert!(stderr(&out).contains("--allow-incomplete"), "{}", stderr(&out));
     fx.assert_untouched();
+    // ... and restored unchecked when asked (the objects are the good ones again here).
+    let out = fx.run(&["restore", &stamp, "--allow-incomplete", "--replace"]);
+    assert_exit(&out, 0);
+    assert!(stderr(&out).contains("no manifest"), "a warning says so: {}", stderr(&out));
+    for (db, sums) in fx.dbs.iter().zip(&fx.sums) {
+        assert_eq!(&env().checksums(db), sums);
+    }
+    seatable_backup::source::tar::compare_trees(&fx.pristine, &fx.data, &["logs"]).unwrap_or_else(|d| panic!("{d}"));
+    fx.assert_nothing_staged();
     fx.drop_dbs();
 }
 

@@ -116,6 +116,17 @@ async fn suite(store: Arc<dyn Store>, prefix: &str) {
     assert!(store.list(&key).await.unwrap().is_empty());
     assert!(store.list_open_uploads(&key).await.unwrap().is_empty());
 
+    // An upload left open (its creator gone) is found by listing and aborted by its id.
+    let key = format!("{prefix}/orphan.bin");
+    let up = store.create_upload(&key).await.unwrap();
+    up.put_part(1, 0, bytes::Bytes::from(data(5 * MIB, 6))).await.unwrap();
+    drop(up);
+    let open = store.list_open_uploads(&key).await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    store.abort_upload(&open[0]).await.unwrap();
+    assert!(store.list_open_uploads(&key).await.unwrap().is_empty());
+    assert!(store.list(&key).await.unwrap().is_empty());
+
     // A producer that dies mid-stream: error, nothing visible, nothing open.
     let key = format!("{prefix}/broken.bin");
     let err = upload::stage(

@@ -218,6 +218,20 @@ impl Store for LocalStore {
         .await
     }
 
+    async fn abort_upload(&self, upload: &OpenUpload) -> Result<(), StoreError> {
+        let path = self.path_of(&upload.key)?;
+        if upload.upload_id.contains('/') || upload.upload_id.contains("..") {
+            return Err(StoreError::InvalidKey { key: upload.key.clone(), reason: "bad upload id" });
+        }
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let partial = path.with_file_name(format!(".{name}{PARTIAL}{}", upload.upload_id));
+        match tokio::fs::remove_file(&partial).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("remove", &partial, e)),
+        }
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         let root = self.root.clone();
         let prefix = prefix.to_string();

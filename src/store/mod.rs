@@ -87,6 +87,8 @@ pub trait Store: Send + Sync + 'static {
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// Multipart uploads under `prefix` that are still open.
     async fn list_open_uploads(&self, prefix: &str) -> Result<Vec<OpenUpload>, StoreError>;
+    /// Drops an open multipart upload found by [`Store::list_open_uploads`].
+    async fn abort_upload(&self, upload: &OpenUpload) -> Result<(), StoreError>;
 }
 
 #[async_trait]

@@ -260,6 +260,19 @@ impl Store for S3Store {
         Ok(data)
     }
 
+    async fn abort_upload(&self, upload: &OpenUpload) -> Result<(), StoreError> {
+        check_key(&upload.key)?;
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&upload.key)
+            .upload_id(&upload.upload_id)
+            .send()
+            .await
+            .map_err(|e| self.map("abort multipart upload", &upload.key, e))?;
+        Ok(())
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         let mut out = Vec::new();
         let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
