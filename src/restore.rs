@@ -137,8 +137,8 @@ impl Staged {
 struct Item {
     key: String,
     algorithm: Algorithm,
-    /// From the manifest; `None` for a set restored without one.
-    expected: Option<Expected>,
+    /// SHA-256 from the manifest; empty for a set restored without one (only the size is checked).
+    sha256: String,
     size: u64,
 }
 
@@ -183,7 +183,7 @@ fn items_of(set: &ChosenSet, prefix: &str) -> anyhow::Result<(Vec<DbItem>, Optio
                 let item = Item {
                     key: o.key.clone(),
                     algorithm: algorithm_of(&o.key, Some(&o.compression))?,
-                    expected: Some(Expected { size: o.stored_size, sha256: o.sha256.clone() }),
+                    sha256: o.sha256.clone(),
                     size: o.stored_size,
                 };
                 match o.kind {
@@ -205,7 +205,7 @@ fn items_of(set: &ChosenSet, prefix: &str) -> anyhow::Result<(Vec<DbItem>, Optio
                     Ok(Item {
                         key: o.key.clone(),
                         algorithm: algorithm_of(&o.key, None)?,
-                        expected: None,
+                        sha256: String::new(),
                         size: o.size,
                     })
                 };
@@ -295,31 +295,10 @@ fn open_item(
     item: &Item,
     policy: DownloadPolicy,
 ) -> (std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>, Arc<FetchState>) {
-    let expected = item.expected.clone();
-    let (chunks, state) = match expected {
-        Some(e) => fetch_verified(store.clone(), &item.key, e, policy),
-        None => {
-            // No manifest: the stored size is all we know; nothing to check the bytes against.
-            let (chunks, state) =
-                fetch_verified(store.clone(), &item.key, Expected { size: item.size, sha256: String::new() }, policy);
-            (chunks, state)
-        }
-    };
+    let expected = Expected { size: item.size, sha256: item.sha256.clone() };
+    let (chunks, state) = fetch_verified(store.clone(), &item.key, expected, policy);
     let reader = StreamReader::new(chunks);
     (decompress(tokio::io::BufReader::with_capacity(256 * 1024, reader), item.algorithm), state)
-}
-
-/// The verdict of a download, accepting an unchecked hash when there was no manifest.
-fn download_verdict(state: &FetchState, item: &Item) -> anyhow::Result<()> {
-    match state.verified(&item.key) {
-        Ok(()) => Ok(()),
-        Err(e) if item.expected.is_none() && state.bytes() == item.size => {
-            // Without a manifest there is no hash to match: the full length is all we can check.
-            tracing::debug!(error = %e, "unchecked object read completely");
-            Ok(())
-        }
-        Err(e) => Err(e),
-    }
 }
 
 async fn stage_database(
@@ -344,7 +323,7 @@ async fn stage_database(
     let loaded = db.load_into(&names.staging, reader, strip_sandbox).await;
     match loaded {
         Ok(report) => {
-            download_verdict(&state, &it.item)?;
+            state.verified(&it.item.key)?;
             Ok(report.bytes)
         }
         Err(FeedError::Input(e)) => Err(state
@@ -398,7 +377,7 @@ async fn stage_data(
     pump.abort();
     match unpacked {
         Ok(report) => {
-            download_verdict(&state, item)?;
+            state.verified(&item.key)?;
             Ok(report)
         }
         Err(e) => {
@@ -587,8 +566,11 @@ pub async fn run(config: &Config, store: Arc<dyn Store>, opts: &RestoreOptions, 
     // STAGE.
     let started = std::time::Instant::now();
     let mut loaded = Vec::new();
+    let strip = match &db_src {
+        Some(src) => !src.client_knows_sandbox().await?,
+        None => false,
+    };
     if let Some(src) = &db_src {
-        let strip = !src.client_knows_sandbox().await?;
         if strip {
             tracing::info!("the database client predates the sandbox-mode line: it is removed from the dumps");
         }
@@ -652,9 +634,8 @@ pub async fn run(config: &Config, store: Arc<dyn Store>, opts: &RestoreOptions, 
                     ))
                     .await?;
                     let (reader, state) = open_item(&store, &it.item, policy);
-                    let strip = !src.client_knows_sandbox().await?;
                     match src.load_into(&names.live, reader, strip).await {
-                        Ok(_) => download_verdict(&state, &it.item)?,
+                        Ok(_) => state.verified(&it.item.key)?,
                         Err(e) => {
                             let cause = match e {
                                 FeedError::Input(e) => state.failure().unwrap_or_else(|| integrity(e.to_string())),

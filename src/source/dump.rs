@@ -7,7 +7,6 @@
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::AsyncReadExt;
 
 use super::docker::{Docker, ExecStatus};
 use super::{Chunks, Finish, Produced, TailBuffer};
@@ -308,21 +307,15 @@ impl DbSource {
         }
         let mut child = cmd.spawn().map_err(|e| source(format!("cannot run `{}`: {e}", argv[0])))?;
         let stdout = child.stdout.take().ok_or_else(|| source("dump child has no stdout"))?;
-        let mut stderr_pipe = child.stderr.take().ok_or_else(|| source("dump child has no stderr"))?;
+        let stderr_pipe = child.stderr.take().ok_or_else(|| source("dump child has no stderr"))?;
         // Drain stderr concurrently so the child can never block on a full pipe.
         let stderr = Arc::new(Mutex::new(TailBuffer::new(64 * 1024)));
         let sink = stderr.clone();
-        let drain = tokio::spawn(async move {
-            let mut buf = [0u8; 8192];
-            while let Ok(n) = stderr_pipe.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                if let Ok(mut s) = sink.lock() {
-                    s.push(&buf[..n]);
-                }
+        let drain = tokio::spawn(super::drain(stderr_pipe, move |b| {
+            if let Ok(mut s) = sink.lock() {
+                s.push(b);
             }
-        });
+        }));
         let name = argv[0].clone();
         let finish = async move {
             let status = child.wait().await.map_err(|e| source(format!("waiting for `{name}`: {e}")))?;

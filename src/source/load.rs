@@ -118,37 +118,25 @@ impl DbSource {
                 }
                 let mut child = cmd.spawn().map_err(|e| source(format!("cannot run `{}`: {e}", full[0])))?;
                 let input = child.stdin.take().ok_or_else(|| source("client child has no stdin"))?;
-                let mut out_pipe = child.stdout.take().ok_or_else(|| source("client child has no stdout"))?;
-                let mut err_pipe = child.stderr.take().ok_or_else(|| source("client child has no stderr"))?;
+                let out_pipe = child.stdout.take().ok_or_else(|| source("client child has no stdout"))?;
+                let err_pipe = child.stderr.take().ok_or_else(|| source("client child has no stderr"))?;
                 let stdout = Arc::new(Mutex::new(Vec::new()));
                 let stderr = Arc::new(Mutex::new(TailBuffer::new(64 * 1024)));
                 let (out_sink, err_sink) = (stdout.clone(), stderr.clone());
                 let (exited_tx, exited) = tokio::sync::watch::channel(false);
                 let pump = tokio::spawn(async move {
-                    let drain_err = async {
-                        let mut buf = [0u8; 8192];
-                        while let Ok(n) = err_pipe.read(&mut buf).await {
-                            if n == 0 {
-                                break;
-                            }
-                            if let Ok(mut s) = err_sink.lock() {
-                                s.push(&buf[..n]);
+                    let drain_err = super::drain(err_pipe, |b| {
+                        if let Ok(mut s) = err_sink.lock() {
+                            s.push(b);
+                        }
+                    });
+                    let drain_out = super::drain(out_pipe, |b| {
+                        if let Ok(mut o) = out_sink.lock() {
+                            if o.len() < (1 << 20) {
+                                o.extend_from_slice(b);
                             }
                         }
-                    };
-                    let drain_out = async {
-                        let mut buf = [0u8; 8192];
-                        while let Ok(n) = out_pipe.read(&mut buf).await {
-                            if n == 0 {
-                                break;
-                            }
-                            if let Ok(mut o) = out_sink.lock() {
-                                if o.len() < (1 << 20) {
-                                    o.extend_from_slice(&buf[..n]);
-                                }
-                            }
-                        }
-                    };
+                    });
                     tokio::join!(drain_err, drain_out);
                     let _ = exited_tx.send(true);
                 });

@@ -37,6 +37,19 @@ pub fn receiver_stream<T: Send + 'static>(
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
+/// Reads `pipe` to its end, handing each piece to `sink` (a child's output, drained so that the
+/// child never blocks on a full pipe).
+pub async fn drain<R: tokio::io::AsyncRead + Unpin>(mut pipe: R, mut sink: impl FnMut(&[u8])) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = pipe.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        sink(&buf[..n]);
+    }
+}
+
 /// Keeps the last `cap` bytes written to it (a child's stderr, for error messages).
 #[derive(Debug, Default, Clone)]
 pub struct TailBuffer {
