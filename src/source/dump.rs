@@ -7,7 +7,6 @@
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
-
 use super::docker::{Docker, ExecStatus};
 use super::{Chunks, Finish, Produced, TailBuffer};
 use crate::codec::tapped;
