@@ -13,13 +13,18 @@ use std::time::Instant;
 use anyhow::Context;
 use chrono::Utc;
 
-use crate::catalog::{self, Class, Kind, Manifest, ObjectEntry, SetId, Skipped, SourceInfo, TarSummary};
+use crate::catalog::{
+    self, Class, Kind, Manifest, ObjectEntry, SeatableInfo, SetId, Skipped, SourceInfo, StorageInfo, TarSummary,
+};
 use crate::cli::Only;
 use crate::codec;
-use crate::config::Config;
-use crate::error::{storage, usage};
+use crate::config::{Config, DbAccess, LOG_TABLES};
+use crate::error::{storage, usage, Class as ErrClass, Failure};
+use crate::seatable::{self, AppContainer, Install};
 use crate::source::data::{self, DataReport};
+use crate::source::docker::Docker;
 use crate::source::dump::{DbSource, DumpReport};
+use crate::source::tar::TarStats;
 use crate::source::Produced;
 use crate::store::upload::{self, Staged};
 use crate::store::Store;
@@ -83,9 +88,22 @@ pub async fn run(
 ) -> anyhow::Result<Manifest> {
     let started = Utc::now();
     let clock = Instant::now();
-    let want_db = config.database.enabled && only != Some(Only::Data);
-    let want_data = config.data.enabled && only != Some(Only::Db);
-    if !want_db && !want_data {
+    // What the install's files say, laid under what is configured.
+    let install = Install::detect(config)?;
+    let config = &install.apply(config);
+    let want_db = config.database.enabled && matches!(only, None | Some(Only::Db));
+    let want_data = config.data.enabled && matches!(only, None | Some(Only::Data));
+    let config_source = if config.seatable.config_component && matches!(only, None | Some(Only::Config)) {
+        install.config_source()?
+    } else {
+        None
+    };
+    if only == Some(Only::Config) && config_source.is_none() {
+        return Err(Failure::new(ErrClass::Usage, "--only config: no SeaTable compose directory was found")
+            .with_hint("set `seatable.compose_dir` (4.3+: /opt/seatable-compose; older: /opt/seatable)")
+            .into());
+    }
+    if !want_db && !want_data && config_source.is_none() {
         return Err(usage(
             "nothing to back up: the databases and the data directory are both disabled (or left out by --only)",
         ));
@@ -93,15 +111,23 @@ pub async fn run(
 
     // Preflight: nothing is written until all of this passed.
     store.preflight().await.with_context(|| format!("checking destination `{}`", store.describe()))?;
+    let mut databases = config.database.databases.clone();
     let db = if want_db {
         let src = DbSource::connect(&config.database).await?;
-        src.check_databases(&config.database.databases)?;
+        if !config.database.databases_configured
+            && src.databases.iter().any(|d| d == seatable::SCHEDULER_DB)
+            && !databases.iter().any(|d| d == seatable::SCHEDULER_DB)
+        {
+            databases.push(seatable::SCHEDULER_DB.to_string());
+        }
+        src.check_databases(&databases)?;
         tracing::info!(server = %src.describe(), version = %src.server_version, dump = %src.dump_binary, "database server ready");
         Some(src)
     } else {
         None
     };
     let data_dir: Option<PathBuf> = if want_data { Some(data::resolve_dir(&config.data)?) } else { None };
+    let app = find_app(&install, config).await;
 
     let id = SetId { class: Class::Daily, host: config.host.clone(), stamp: catalog::stamp(started) };
     let prefix = &config.storage.prefix;
@@ -110,7 +136,7 @@ pub async fn run(
         return Err(storage(format!("set `{}` already has objects (another run in the same second?)", id.dir(prefix))));
     }
     written.set_dir(&id.dir(prefix));
-    tracing::info!(set = %id, destination = %store.describe(), "backup started");
+    tracing::info!(set = %id, destination = %store.describe(), layout = install.layout.as_str(), "backup started");
 
     let ext = config.compression.algorithm.extension();
     let mut objects = Vec::new();
@@ -119,7 +145,7 @@ pub async fn run(
 
     // Databases first, so that no row points at a file missing from the set.
     if let Some(src) = &db {
-        for name in &config.database.databases {
+        for name in &databases {
             let key = id.key(prefix, &catalog::dump_name(name, ext));
             let excluded: Vec<String> =
                 config.database.exclude_tables.iter().filter(|t| t.starts_with(&format!("{name}."))).cloned().collect();
@@ -146,58 +172,71 @@ pub async fn run(
             written.push(&key);
             log_object(&entry, t);
             for t in excluded {
-                skipped
-                    .push(Skipped { what: format!("table {t}"), why: "excluded by `database.exclude_tables`".into() });
+                let why = if config.database.exclude_log_tables
+                    && LOG_TABLES.iter().any(|l| t.ends_with(&format!(".{l}")))
+                {
+                    "a log table left out by `database.exclude_log_tables` (a slim dump: base history and up to 5 minutes of unsaved changes are not in it)"
+                } else {
+                    "excluded by `database.exclude_tables`"
+                };
+                skipped.push(Skipped { what: format!("table {t}"), why: why.into() });
             }
             objects.push(entry);
         }
     }
 
+    let mut big_data = "not applicable (the data directory is not in this backup)".to_string();
     if let Some(dir) = &data_dir {
-        let key = id.key(prefix, &catalog::data_name(ext));
-        let t = Instant::now();
-        let produced = data::tar_stream(dir.clone(), data::excludes(&config.data));
-        let (staged, report): (Staged, DataReport) = transfer(&store, &key, produced, config)
-            .await
-            .with_context(|| format!("backing up data directory `{}`", dir.display()))?;
-        let s = &report.stats;
-        let entry = ObjectEntry {
-            component: "data".into(),
-            key: key.clone(),
-            kind: Kind::Tar,
-            compression: config.compression.algorithm.name().into(),
-            compression_level: config.compression.level,
-            stored_size: staged.size,
-            raw_size: report.raw_size,
-            sha256: hex::encode(staged.sha256),
-            parts: staged.parts,
-            database: None,
-            excluded_tables: vec![],
-            tar: Some(TarSummary {
-                files: s.files,
-                dirs: s.dirs,
-                symlinks: s.symlinks,
-                hardlinks: s.hardlinks,
-                other: s.other,
-                file_bytes: s.bytes,
-                excluded: s.skipped.clone(),
-            }),
-        };
-        staged.commit().await.with_context(|| format!("backing up data directory `{}`", dir.display()))?;
-        written.push(&key);
-        log_object(&entry, t);
-        for p in &s.skipped {
-            let why = if crate::config::ALWAYS_EXCLUDED.contains(&p.as_str()) {
-                "never archived: SeaTable recreates it (logs, pids, scripts, ccnet) or dtable-db backs it up into storage-data (db-data)"
-            } else {
-                "excluded by `data.exclude`"
-            };
-            skipped.push(Skipped { what: format!("data/{p}"), why: why.into() });
+        // Big Data: dtable-db backs its bases up into dtable-storage-server; have it do that now,
+        // so that the archive holds a current copy.
+        big_data = big_data_backup(config, &app).await?;
+        if !big_data.starts_with("ran") {
+            skipped.push(Skipped { what: "Big Data backup (`seatable.sh backup-all`)".into(), why: big_data.clone() });
         }
-        warnings.extend(s.warnings.iter().cloned());
+
+        let storage_excl = install.storage_exclusions();
+        let mut excludes = data::excludes(&config.data);
+        excludes.extend(storage_excl.iter().map(|e| PathBuf::from(&e.path)));
+        let key = id.key(prefix, &catalog::data_name(ext));
+        let (entry, stats) = archive(&store, &key, "data", dir, excludes, config, written).await?;
+        for p in &stats.skipped {
+            let why = if let Some(e) = storage_excl.iter().find(|e| &e.path == p) {
+                format!("holds nothing worth archiving: {}", e.why)
+            } else if crate::config::ALWAYS_EXCLUDED.contains(&p.as_str()) {
+                "never archived: SeaTable recreates it (logs, pids, scripts, ccnet) or dtable-db backs it up into storage-data (db-data)".into()
+            } else {
+                "excluded by `data.exclude`".into()
+            };
+            skipped.push(Skipped { what: format!("data/{p}"), why });
+        }
+        warnings.extend(stats.warnings.iter().cloned());
         objects.push(entry);
     }
 
+    if let Some((dir, excludes)) = &config_source {
+        let key = id.key(prefix, &catalog::config_name(ext));
+        let (entry, stats) = archive(&store, &key, "config", dir, excludes.clone(), config, written).await?;
+        for p in &stats.skipped {
+            skipped.push(Skipped {
+                what: format!("config/{p}"),
+                why: "a directory of the old layout's /opt/seatable (data, DB files): only its top-level files are configuration".into(),
+            });
+        }
+        warnings.extend(stats.warnings.iter().cloned());
+        objects.push(entry);
+    } else if config.seatable.config_component && only.is_none() {
+        skipped.push(Skipped {
+            what: "config (SeaTable's compose directory)".into(),
+            why: "no compose directory found; set `seatable.compose_dir`".into(),
+        });
+    } else if !config.seatable.config_component {
+        skipped.push(Skipped {
+            what: "config (SeaTable's compose directory)".into(),
+            why: "disabled by `seatable.config_component`".into(),
+        });
+    }
+
+    let seatable_info = seatable_info(&install, config, db.as_ref(), app.as_ref(), data_dir.is_some(), big_data);
     let manifest = Manifest {
         schema: catalog::SCHEMA_VERSION,
         tool: env!("CARGO_PKG_NAME").into(),
@@ -207,7 +246,7 @@ pub async fn run(
         stamp: id.stamp.clone(),
         started_at: started,
         finished_at: Utc::now(),
-        layout: crate::seatable::layout_of(data_dir.as_deref()).into(),
+        layout: install.layout.as_str().into(),
         source: SourceInfo {
             data_dir: data_dir.as_ref().map(|d| d.display().to_string()),
             database_server: db.as_ref().map(|d| d.describe().replace('`', "")),
@@ -217,6 +256,7 @@ pub async fn run(
         objects,
         skipped,
         warnings,
+        seatable: Some(seatable_info),
     };
     let key = id.key(prefix, catalog::MANIFEST);
     store.put_object(&key, manifest.to_json().into()).await.context("writing the manifest")?;
@@ -231,7 +271,205 @@ pub async fn run(
         warnings = manifest.warnings.len(),
         "backup complete: manifest written to `{key}`"
     );
+    for s in manifest.seatable.iter().flat_map(|s| &s.storage).filter(|s| !s.in_backup) {
+        tracing::warn!(
+            bucket = s.bucket.as_deref().unwrap_or("?"),
+            endpoint = s.endpoint.as_deref().unwrap_or("AWS"),
+            "NOT in this backup: {}'s objects live in S3 bucket `{}`; back that bucket up separately (versioning, or an S3-to-S3 copy)",
+            s.user,
+            s.bucket.as_deref().unwrap_or("?")
+        );
+    }
     Ok(manifest)
+}
+
+/// SeaTable's app container, when Docker answers and it exists.
+pub async fn find_app(install: &Install, config: &Config) -> Option<AppContainer> {
+    let docker = Docker::connect(config.database.docker_host.as_deref()).ok()?;
+    match seatable::app_container(&docker, &install.app_containers(config)).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "cannot look for SeaTable's app container");
+            None
+        }
+    }
+}
+
+/// Runs `seatable.sh backup-all` in the app container; says what became of it. A failing
+/// backup-all fails the run: the archive would hold stale Big Data backups.
+async fn big_data_backup(config: &Config, app: &Option<AppContainer>) -> anyhow::Result<String> {
+    if !config.seatable.big_data_backup {
+        return Ok("disabled by `seatable.big_data_backup`".into());
+    }
+    let Some(app) = app else {
+        return Ok("no SeaTable app container found (`seatable-server` or `seatable`); the archive holds the Big Data backups dtable-db made on its own schedule".into());
+    };
+    if !app.running {
+        return Ok(format!(
+            "app container `{}` is not running; the archive holds the Big Data backups dtable-db made before",
+            app.name
+        ));
+    }
+    let docker = Docker::connect(config.database.docker_host.as_deref())?;
+    let t = Instant::now();
+    tracing::info!(container = %app.name, "running `{} backup-all` (Big Data)", seatable::SEATABLE_SH);
+    let out = docker
+        .exec_capture(&app.name, vec![seatable::SEATABLE_SH.into(), "backup-all".into()], vec![])
+        .await
+        .context("running `seatable.sh backup-all`")?;
+    for l in String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.trim().is_empty()) {
+        tracing::info!(container = %app.name, "backup-all: {l}");
+    }
+    if out.status.exit_code != 0 {
+        return Err(Failure::new(
+            ErrClass::Source,
+            format!(
+                "Big Data backup `seatable.sh backup-all` in container `{}` failed (exit code {}): {}",
+                app.name,
+                out.status.exit_code,
+                if out.status.stderr.is_empty() { "no error output" } else { &out.status.stderr }
+            ),
+        )
+        .with_hint("see `docker logs` of the app container; `seatable.big_data_backup = false` skips this step")
+        .into());
+    }
+    Ok(format!("ran `seatable.sh backup-all` in `{}` ({:.1} s)", app.name, t.elapsed().as_secs_f64()))
+}
+
+/// Archives `dir` into `key` and commits it.
+async fn archive(
+    store: &Arc<dyn Store>,
+    key: &str,
+    component: &str,
+    dir: &std::path::Path,
+    excludes: Vec<PathBuf>,
+    config: &Config,
+    written: &Written,
+) -> anyhow::Result<(ObjectEntry, TarStats)> {
+    let what = match component {
+        "config" => format!("compose directory `{}`", dir.display()),
+        _ => format!("data directory `{}`", dir.display()),
+    };
+    let t = Instant::now();
+    let produced = data::tar_stream(dir.to_path_buf(), excludes);
+    let (staged, report): (Staged, DataReport) =
+        transfer(store, key, produced, config).await.with_context(|| format!("backing up {what}"))?;
+    let s = report.stats;
+    let entry = ObjectEntry {
+        component: component.into(),
+        key: key.to_string(),
+        kind: Kind::Tar,
+        compression: config.compression.algorithm.name().into(),
+        compression_level: config.compression.level,
+        stored_size: staged.size,
+        raw_size: report.raw_size,
+        sha256: hex::encode(staged.sha256),
+        parts: staged.parts,
+        database: None,
+        excluded_tables: vec![],
+        tar: Some(TarSummary {
+            files: s.files,
+            dirs: s.dirs,
+            symlinks: s.symlinks,
+            hardlinks: s.hardlinks,
+            other: s.other,
+            file_bytes: s.bytes,
+            excluded: s.skipped.clone(),
+        }),
+    };
+    staged.commit().await.with_context(|| format!("backing up {what}"))?;
+    written.push(key);
+    log_object(&entry, t);
+    Ok((entry, s))
+}
+
+/// The manifest's account of the install (no secrets: bucket names and endpoints only).
+pub fn seatable_info(
+    install: &Install,
+    config: &Config,
+    db: Option<&DbSource>,
+    app: Option<&AppContainer>,
+    data_in_backup: bool,
+    big_data_backup: String,
+) -> SeatableInfo {
+    let database = match (&config.database.access, db) {
+        (_, Some(src)) if src.container().is_some() => format!("container {}", src.describe().replace('`', "")),
+        (DbAccess::Host { host, port }, _) => format!("external {host}:{port}"),
+        (DbAccess::Container { container, .. }, _) => {
+            format!("container {}", container.as_deref().unwrap_or("(not checked)"))
+        }
+    };
+    let excluded: Vec<String> = install.storage_exclusions().into_iter().map(|e| e.path).collect();
+    SeatableInfo {
+        layout_source: install.layout_source.clone(),
+        compose_dir: install.compose_dir.as_ref().map(|d| d.display().to_string()),
+        version: app
+            .and_then(|a| a.version.clone())
+            .or_else(|| install.env_image.as_deref().and_then(seatable::image_version)),
+        image: app.map(|a| a.image.clone()).or_else(|| install.env_image.clone()),
+        app_container: app.map(|a| a.name.clone()),
+        database,
+        database_names: if config.database.databases_configured {
+            Vec::new()
+        } else {
+            config.database.databases.iter().take(3).cloned().collect()
+        },
+        storage: install.storage.as_ref().map(|s| storage_info(s, data_in_backup, &excluded)).unwrap_or_default(),
+        big_data_backup,
+    }
+}
+
+/// One line per storage backend: where it keeps its objects and whether this set holds them.
+pub fn storage_info(
+    st: &seatable::storage::StorageBackends,
+    data_in_backup: bool,
+    excluded: &[String],
+) -> Vec<StorageInfo> {
+    use seatable::storage::Backend;
+    let entry = |user: String, b: &Backend, source: &str, path: &str| match b {
+        Backend::Filesystem { path: fs_path } => StorageInfo {
+            user,
+            backend: "filesystem".into(),
+            bucket: None,
+            endpoint: fs_path.clone(),
+            region: None,
+            sse_c: false,
+            source: source.to_string(),
+            in_backup: data_in_backup && !excluded.iter().any(|e| e == path),
+        },
+        Backend::S3 { location, .. } => StorageInfo {
+            user,
+            backend: "s3".into(),
+            bucket: Some(location.bucket.clone()),
+            endpoint: location.endpoint(),
+            region: location.region.clone(),
+            sse_c: location.sse_c,
+            source: source.to_string(),
+            in_backup: false,
+        },
+    };
+    let mut out = vec![entry(
+        "dtable-storage-server".into(),
+        &st.dtable_storage.value,
+        &st.dtable_storage.source,
+        "storage-data",
+    )];
+    for (kind, b) in &st.seafile {
+        out.push(entry(format!("seafile {}", kind.name()), &b.value, &b.source, kind.data_path()));
+    }
+    if let Some(a) = &st.avatar {
+        out.push(StorageInfo {
+            user: "avatars".into(),
+            backend: "s3".into(),
+            bucket: Some(a.value.bucket.clone()),
+            endpoint: a.value.endpoint(),
+            region: a.value.region.clone(),
+            sse_c: a.value.sse_c,
+            source: a.source.clone(),
+            in_backup: false,
+        });
+    }
+    out
 }
 
 fn log_object(e: &ObjectEntry, t: Instant) {

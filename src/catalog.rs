@@ -18,7 +18,10 @@ use crate::config::valid_segment;
 use crate::store::{ObjectInfo, Store, StoreError};
 
 pub const MANIFEST: &str = "manifest.json";
-pub const SCHEMA_VERSION: u32 = 1;
+/// Written by this version. 2 added `seatable` (detected install, versions, storage backends)
+/// and the `config` component; schema 1 manifests are still read.
+pub const SCHEMA_VERSION: u32 = 2;
+const SCHEMAS_READ: std::ops::RangeInclusive<u32> = 1..=SCHEMA_VERSION;
 const STAMP_FORMAT: &str = "%Y-%m-%dT%H%M%SZ";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -96,6 +99,11 @@ pub fn data_name(ext: &str) -> String {
     format!("data/seatable.tar.{ext}")
 }
 
+/// The relative key of the compose directory's archive within a set.
+pub fn config_name(ext: &str) -> String {
+    format!("config/seatable-compose.tar.{ext}")
+}
+
 // ---------------------------------------------------------------------------------------------
 // The manifest.
 
@@ -118,6 +126,58 @@ pub struct Manifest {
     pub skipped: Vec<Skipped>,
     /// Things a human should know (files that changed while read, ...).
     pub warnings: Vec<String>,
+    /// The SeaTable install the set was taken from (schema 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seatable: Option<SeatableInfo>,
+}
+
+/// What the backup knew of the SeaTable install. Never holds a secret.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct SeatableInfo {
+    /// Why the layout was taken for what it is (the file found, or "configured").
+    pub layout_source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose_dir: Option<String>,
+    /// SeaTable's version (the app container's image tag, else `SEATABLE_IMAGE` in `.env`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_container: Option<String>,
+    /// `container `mariadb`` or `external `db.example.com:3306``.
+    pub database: String,
+    /// The ccnet, seafile and dtable databases' names, in that order (empty when the configured
+    /// list does not say which is which); a restore maps them onto the target's names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub database_names: Vec<String>,
+    /// Where bases and files are kept.
+    #[serde(default)]
+    pub storage: Vec<StorageInfo>,
+    /// What became of the Big Data backup (`seatable.sh backup-all`).
+    pub big_data_backup: String,
+}
+
+/// One of SeaTable's storage backends.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct StorageInfo {
+    /// `dtable-storage-server`, `seafile commits`, `seafile fs`, `seafile blocks`, `avatars`.
+    pub user: String,
+    /// `filesystem` or `s3`.
+    pub backend: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Objects are encrypted with a customer key (SSE-C): without that key they are lost.
+    #[serde(default)]
+    pub sse_c: bool,
+    /// Where this was read (`.env` key, conf file, or default).
+    pub source: String,
+    /// Whether this set holds these objects.
+    pub in_backup: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -193,10 +253,12 @@ impl Manifest {
             schema: u32,
         }
         let probe: Probe = serde_json::from_slice(bytes).map_err(|e| format!("not a manifest: {e}"))?;
-        if probe.schema != SCHEMA_VERSION {
+        if !SCHEMAS_READ.contains(&probe.schema) {
             return Err(format!(
-                "manifest schema {} is not known to this version (knows {SCHEMA_VERSION})",
-                probe.schema
+                "manifest schema {} is not known to this version (knows {} to {})",
+                probe.schema,
+                SCHEMAS_READ.start(),
+                SCHEMAS_READ.end()
             ));
         }
         serde_json::from_slice(bytes).map_err(|e| format!("malformed manifest: {e}"))

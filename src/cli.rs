@@ -114,7 +114,8 @@ pub struct VerifyArgs {
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// Back up only this part: `db` (the databases) or `data` (the data directory).
+    /// Back up only this part: `db` (the databases), `data` (the data directory) or `config`
+    /// (SeaTable's compose directory).
     #[arg(long, value_enum)]
     pub only: Option<Only>,
 }
@@ -123,6 +124,7 @@ pub struct BackupArgs {
 pub enum Only {
     Db,
     Data,
+    Config,
 }
 
 #[derive(Debug, Args)]
@@ -252,6 +254,38 @@ pub struct SettingArgs {
     /// `data.exclude`: comma-separated paths (relative to the data dir) left out, besides the defaults.
     #[arg(long, global = true, env = "SEATABLE_BACKUP_DATA_EXCLUDE", value_name = "LIST", value_delimiter = ',')]
     pub data_exclude: Option<Vec<String>>,
+
+    /// `database.exclude_log_tables`: leave SeaTable's log tables (`operation_log`,
+    /// `delete_operation_log`, `session_log`, `activities`) out of the dtable_db dump.
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_DB_EXCLUDE_LOG_TABLES", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true")]
+    pub db_exclude_log_tables: Option<bool>,
+
+    /// `seatable.root`: the directory SeaTable's default paths are taken under (default `/`;
+    /// e.g. a mounted snapshot of the server).
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_SEATABLE_ROOT", value_name = "DIR")]
+    pub seatable_root: Option<PathBuf>,
+    /// `seatable.layout`: `auto` (default), `new` (4.3+), `old` (up to 4.2) or `custom`.
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_SEATABLE_LAYOUT", value_name = "LAYOUT")]
+    pub seatable_layout: Option<String>,
+    /// `seatable.compose_dir`: SeaTable's compose directory (default: `/opt/seatable-compose`,
+    /// old layout `/opt/seatable`).
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_COMPOSE_DIR", value_name = "DIR")]
+    pub compose_dir: Option<PathBuf>,
+    /// `seatable.app_container`: SeaTable's app container (default: `seatable-server`, old
+    /// layout `seatable`).
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_APP_CONTAINER", value_name = "NAME")]
+    pub app_container: Option<String>,
+    /// `seatable.big_data_backup`: run `seatable.sh backup-all` in the app container before
+    /// archiving the data directory.
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_BIG_DATA_BACKUP", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true")]
+    pub big_data_backup: Option<bool>,
+    /// `seatable.config_component`: archive the compose directory (`.env`, license, yml) as the
+    /// set's `config` component.
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_CONFIG_COMPONENT", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true")]
+    pub config_component: Option<bool>,
 
     /// `compression.algorithm`: `zstd` or `gzip`.
     #[arg(long, global = true, env = "SEATABLE_BACKUP_COMPRESSION", value_name = "ALGO")]

@@ -78,6 +78,19 @@ struct FileConfig {
     data: FileData,
     #[serde(default)]
     compression: FileCompression,
+    #[serde(default)]
+    seatable: FileSeatable,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSeatable {
+    root: Option<PathBuf>,
+    layout: Option<String>,
+    compose_dir: Option<PathBuf>,
+    app_container: Option<String>,
+    big_data_backup: Option<bool>,
+    config_component: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -111,6 +124,7 @@ struct FileDatabase {
     port: Option<u16>,
     dump_binary: Option<String>,
     exclude_tables: Option<Vec<String>>,
+    exclude_log_tables: Option<bool>,
     docker_host: Option<String>,
 }
 
@@ -150,6 +164,33 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub data: DataConfig,
     pub compression: CompressionConfig,
+    pub seatable: SeatableConfig,
+}
+
+/// Which SeaTable layout to assume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayoutChoice {
+    /// Look at the files (the default).
+    Auto,
+    New,
+    Old,
+    /// Neither: only what is configured.
+    Custom,
+}
+
+#[derive(Debug, Clone)]
+pub struct SeatableConfig {
+    /// SeaTable's default paths are taken under this directory (`/`).
+    pub root: PathBuf,
+    pub layout: LayoutChoice,
+    /// `None`: the layout's (`/opt/seatable-compose`, old `/opt/seatable`).
+    pub compose_dir: Option<PathBuf>,
+    /// `None`: the layout's (`seatable-server`, old `seatable`).
+    pub app_container: Option<String>,
+    /// Run `seatable.sh backup-all` before archiving the data directory.
+    pub big_data_backup: bool,
+    /// Archive the compose directory as the `config` component.
+    pub config_component: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,7 +268,11 @@ pub enum DbAccess {
 pub struct DatabaseConfig {
     pub enabled: bool,
     pub access: DbAccess,
+    /// `database.mode` (or a host/port) was configured: the install's `.env` does not override it.
+    pub access_configured: bool,
     pub databases: Vec<String>,
+    /// `database.databases` was configured: the `.env` names and `scheduler` are not added.
+    pub databases_configured: bool,
     pub user: String,
     /// `None` in container mode: the container's own root password, read inside it.
     pub password: Option<Secret>,
@@ -235,7 +280,14 @@ pub struct DatabaseConfig {
     pub dump_binary: Option<String>,
     /// `db.table` names.
     pub exclude_tables: Vec<String>,
+    /// The Docker Engine API address (also used for the app container in host mode).
+    pub docker_host: Option<String>,
+    /// Leave SeaTable's log tables ([`LOG_TABLES`]) out of the dtable database's dump.
+    pub exclude_log_tables: bool,
 }
+
+/// SeaTable's log tables in dtable_db, which grow large (SEATABLE.md).
+pub const LOG_TABLES: [&str; 4] = ["operation_log", "delete_operation_log", "session_log", "activities"];
 
 #[derive(Debug, Clone)]
 pub struct DataConfig {
@@ -452,11 +504,18 @@ impl Config {
 
         // Database.
         let fd = file.database;
+        let access_configured = a.db_mode.is_some()
+            || fd.mode.is_some()
+            || a.db_host.is_some()
+            || fd.host.is_some()
+            || a.db_port.is_some()
+            || fd.port.is_some();
         let mode = a.db_mode.clone().or(fd.mode).unwrap_or_else(|| "container".to_string());
+        let docker_host = a.docker_host.clone().or(fd.docker_host);
         let access = match mode.as_str() {
             "container" => DbAccess::Container {
                 container: a.db_container.clone().or(fd.container),
-                docker_host: a.docker_host.clone().or(fd.docker_host),
+                docker_host: docker_host.clone(),
             },
             "host" => DbAccess::Host {
                 host: a.db_host.clone().or(fd.host).unwrap_or_else(|| "127.0.0.1".to_string()),
@@ -464,6 +523,7 @@ impl Config {
             },
             other => return Err(invalid("database.mode", format!("`{other}`: expected `container` or `host`"))),
         };
+        let databases_configured = a.databases.is_some() || fd.databases.is_some();
         let databases = a
             .databases
             .clone()
@@ -493,11 +553,15 @@ impl Config {
         let database = DatabaseConfig {
             enabled: a.db_enabled.or(fd.enabled).unwrap_or(true),
             access,
+            access_configured,
             databases,
+            databases_configured,
             user,
             password,
             dump_binary,
             exclude_tables,
+            docker_host,
+            exclude_log_tables: a.db_exclude_log_tables.or(fd.exclude_log_tables).unwrap_or(false),
         };
 
         // Data.
@@ -547,6 +611,39 @@ impl Config {
             return Err(invalid("compression.threads", "worker threads apply to zstd only"));
         }
 
+        // SeaTable.
+        let fst = file.seatable;
+        let root = a.seatable_root.clone().or(fst.root).unwrap_or_else(|| PathBuf::from("/"));
+        if !root.is_absolute() {
+            return Err(invalid("seatable.root", format!("`{}`: give an absolute path", root.display())));
+        }
+        let layout = match a.seatable_layout.as_deref().or(fst.layout.as_deref()).unwrap_or("auto") {
+            "auto" => LayoutChoice::Auto,
+            "new" => LayoutChoice::New,
+            "old" => LayoutChoice::Old,
+            "custom" => LayoutChoice::Custom,
+            other => {
+                return Err(invalid(
+                    "seatable.layout",
+                    format!("`{other}`: expected `auto`, `new` (4.3+), `old` (up to 4.2) or `custom`"),
+                ))
+            }
+        };
+        let app_container = a.app_container.clone().or(fst.app_container);
+        if let Some(c) = &app_container {
+            if !valid_segment(c) {
+                return Err(invalid("seatable.app_container", format!("`{c}` is not a container name")));
+            }
+        }
+        let seatable = SeatableConfig {
+            root,
+            layout,
+            compose_dir: a.compose_dir.clone().or(fst.compose_dir),
+            app_container,
+            big_data_backup: a.big_data_backup.or(fst.big_data_backup).unwrap_or(true),
+            config_component: a.config_component.or(fst.config_component).unwrap_or(true),
+        };
+
         // Secrets in the file demand a private file.
         if let Some(p) = &path {
             let mut secrets = Vec::new();
@@ -578,6 +675,7 @@ impl Config {
             database,
             data,
             compression: CompressionConfig { algorithm, level, threads },
+            seatable,
         })
     }
 }
@@ -676,6 +774,8 @@ mod tests {
             ("[data]\nexclude = [\"../etc\"]", "data.exclude"),
             ("[compression]\nlevel = 40", "compression.level"),
             ("host = \"a/b\"", "host"),
+            ("[seatable]\nlayout = \"newest\"", "seatable.layout"),
+            ("[seatable]\nroot = \"rel\"", "seatable.root"),
         ] {
             let e = Config::from_toml(text, p).unwrap_err().to_string();
             assert!(e.contains(key), "{text}: {e}");

@@ -2,9 +2,11 @@
 
 use serde::Serialize;
 
-use crate::catalog::{self, Class, SetId};
+use crate::backup::{find_app, storage_info};
+use crate::catalog::{self, Class, SetId, StorageInfo};
 use crate::config::{Config, DbAccess};
 use crate::error::{class_of, one_line, Class as ErrClass, Failure};
+use crate::seatable::{self, Install};
 use crate::source::data;
 use crate::source::dump::{DbSource, DUMP_OPTIONS};
 use crate::store::Store;
@@ -30,7 +32,28 @@ pub struct Plan {
     pub layout: String,
     pub excluded_paths: Vec<String>,
     pub compression: String,
+    pub seatable: PlanSeatable,
+    /// What a backup will hold, one line each.
+    pub included: Vec<String>,
+    /// What it will NOT hold, and why.
+    pub not_included: Vec<String>,
     pub checks: Vec<Check>,
+}
+
+/// The install as detected.
+#[derive(Debug, Serialize)]
+pub struct PlanSeatable {
+    pub layout_source: String,
+    pub compose_dir: Option<String>,
+    pub env_file: Option<String>,
+    /// `container `mariadb`` or `external `host:port``.
+    pub database: String,
+    pub database_names_from: String,
+    pub app_container: Option<String>,
+    pub version: Option<String>,
+    pub storage: Vec<StorageInfo>,
+    pub big_data_backup: String,
+    pub notes: Vec<String>,
 }
 
 fn pass(check: &str, detail: impl Into<String>) -> Check {
@@ -43,6 +66,16 @@ fn fail(check: &str, err: &anyhow::Error) -> Check {
 
 pub async fn run(config: &Config, store: &dyn Store, json: bool) -> anyhow::Result<()> {
     let mut checks = Vec::new();
+    let install = match Install::detect(config) {
+        Ok(i) => i,
+        Err(e) => {
+            // Nothing else can be said reliably; report it like any failed check.
+            return Err(e.context("detecting the SeaTable install"));
+        }
+    };
+    let config = &install.apply(config);
+    let mut databases = config.database.databases.clone();
+    let mut db_version = None;
 
     match store.preflight().await {
         Ok(()) => {
@@ -66,7 +99,14 @@ pub async fn run(config: &Config, store: &dyn Store, json: bool) -> anyhow::Resu
                     "database login",
                     format!("user `{}` accepted; server {}", config.database.user, src.server_version),
                 ));
-                for db in &config.database.databases {
+                db_version = Some(src.server_version.clone());
+                if !config.database.databases_configured
+                    && src.databases.iter().any(|d| d == seatable::SCHEDULER_DB)
+                    && !databases.iter().any(|d| d == seatable::SCHEDULER_DB)
+                {
+                    databases.push(seatable::SCHEDULER_DB.to_string());
+                }
+                for db in &databases {
                     match src.check_databases(std::slice::from_ref(db)) {
                         Ok(()) => checks.push(pass(&format!("database `{db}` exists"), "yes")),
                         Err(e) => checks.push(fail(&format!("database `{db}` exists"), &e)),
@@ -88,18 +128,137 @@ pub async fn run(config: &Config, store: &dyn Store, json: bool) -> anyhow::Resu
         }
     }
 
+    let app = find_app(&install, config).await;
+    let storage_excl = install.storage_exclusions();
+    let excluded_paths: Vec<String> = storage_excl.iter().map(|e| e.path.clone()).collect();
+    let storage =
+        install.storage.as_ref().map(|s| storage_info(s, data_dir.is_some(), &excluded_paths)).unwrap_or_default();
+    let big_data = if !config.data.enabled {
+        "not applicable (the data directory is not backed up)".to_string()
+    } else if !config.seatable.big_data_backup {
+        "off (`seatable.big_data_backup = false`)".to_string()
+    } else {
+        match &app {
+            Some(a) if a.running => {
+                format!("`{} backup-all` runs in `{}` before the archive", seatable::SEATABLE_SH, a.name)
+            }
+            Some(a) => format!("skipped: app container `{}` is not running", a.name),
+            None => "skipped: no SeaTable app container found".to_string(),
+        }
+    };
+    let config_source = if config.seatable.config_component { install.config_source().ok().flatten() } else { None };
+
+    let mut included = Vec::new();
+    let mut not_included = Vec::new();
+    if config.database.enabled {
+        included.push(format!("databases {} (one dump each, first)", databases.join(", ")));
+        let excl = &config.database.exclude_tables;
+        if !excl.is_empty() {
+            not_included.push(format!(
+                "tables {}{}",
+                excl.join(", "),
+                if config.database.exclude_log_tables { " (slim dumps: `database.exclude_log_tables`)" } else { "" }
+            ));
+        }
+    } else {
+        not_included.push("the databases (`database.enabled = false`)".to_string());
+    }
+    match (&data_dir, config.data.enabled) {
+        (Some(d), _) => {
+            included.push(format!("data directory `{}`", d.display()));
+            not_included.push(format!(
+                "{} of the data directory (SeaTable recreates them, or they are backed up elsewhere)",
+                crate::config::ALWAYS_EXCLUDED.join(", ")
+            ));
+            for e in &storage_excl {
+                not_included.push(format!("`{}`: {}", e.path, e.why));
+            }
+        }
+        (None, true) => not_included.push("the data directory (not found)".to_string()),
+        (None, false) => not_included.push("the data directory (`data.enabled = false`)".to_string()),
+    }
+    for s in storage.iter().filter(|s| s.backend == "s3") {
+        not_included.push(format!(
+            "S3 bucket `{}`{} ({}): NOT in this backup; back it up separately (bucket versioning, or an S3-to-S3 copy){}",
+            s.bucket.as_deref().unwrap_or("?"),
+            s.endpoint.as_ref().map(|e| format!(" at {e}")).unwrap_or_default(),
+            s.user,
+            if s.sse_c { "; its objects are SSE-C encrypted: keep the key, without it they are lost" } else { "" }
+        ));
+    }
+    match &config_source {
+        Some((dir, excl)) if excl.is_empty() => {
+            included.push(format!("compose directory `{}` as the `config` component (holds secrets)", dir.display()))
+        }
+        Some((dir, excl)) => included.push(format!(
+            "the top-level files of `{}` as the `config` component (holds secrets; its directories {} are not configuration)",
+            dir.display(),
+            excl.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        )),
+        None if !config.seatable.config_component => {
+            not_included.push("SeaTable's compose directory (`seatable.config_component = false`)".to_string())
+        }
+        None => not_included.push("SeaTable's compose directory (none found; set `seatable.compose_dir`)".to_string()),
+    }
+
+    let seatable_plan = PlanSeatable {
+        layout_source: install.layout_source.clone(),
+        compose_dir: install.compose_dir.as_ref().map(|d| d.display().to_string()),
+        env_file: install.env_file.as_ref().map(|d| d.display().to_string()),
+        database: match &config.database.access {
+            DbAccess::Container { container, .. } => format!(
+                "container `{}`{}",
+                container.as_deref().unwrap_or("mariadb` or `seatable-mysql"),
+                db_version.as_ref().map(|v| format!(", MariaDB/MySQL {v}")).unwrap_or_default()
+            ),
+            DbAccess::Host { host, port } => format!(
+                "external server `{host}:{port}`{}{}",
+                if install.external_db.is_some() && !config.database.access_configured {
+                    " (MARIADB_HOST in `.env`)"
+                } else {
+                    ""
+                },
+                db_version.as_ref().map(|v| format!(", MariaDB/MySQL {v}")).unwrap_or_default()
+            ),
+        },
+        database_names_from: if config.database.databases_configured {
+            "configured (`database.databases`)".to_string()
+        } else if install.env_databases.is_some() {
+            "`.env` (SEATABLE_MYSQL_DB_*_DB_NAME)".to_string()
+        } else {
+            "SeaTable's defaults".to_string()
+        },
+        app_container: app
+            .as_ref()
+            .map(|a| format!("`{}` ({})", a.name, if a.running { "running" } else { "not running" })),
+        version: app
+            .as_ref()
+            .and_then(|a| a.version.clone())
+            .or_else(|| install.env_image.as_deref().and_then(seatable::image_version)),
+        storage,
+        big_data_backup: big_data,
+        notes: install.notes.clone(),
+    };
+
     let id = SetId { class: Class::Daily, host: config.host.clone(), stamp: catalog::stamp(chrono::Utc::now()) };
     let plan = Plan {
         config_file: config.file.as_ref().map(|p| p.display().to_string()),
         host: config.host.clone(),
         destination: store.describe(),
         set_prefix_example: id.dir(&config.storage.prefix),
-        databases: if config.database.enabled { config.database.databases.clone() } else { vec![] },
+        databases: if config.database.enabled { databases.clone() } else { vec![] },
         dump_options: DUMP_OPTIONS.iter().map(|s| s.to_string()).collect(),
         data_dir: data_dir.as_ref().map(|d| d.display().to_string()),
-        layout: crate::seatable::layout_of(data_dir.as_deref()).into(),
-        excluded_paths: data::excludes(&config.data).iter().map(|p| p.display().to_string()).collect(),
+        layout: install.layout.as_str().into(),
+        excluded_paths: data::excludes(&config.data)
+            .iter()
+            .map(|p| p.display().to_string())
+            .chain(excluded_paths.iter().cloned())
+            .collect(),
         compression: format!("{} level {}", config.compression.algorithm.name(), config.compression.level),
+        seatable: seatable_plan,
+        included,
+        not_included,
         checks,
     };
 
@@ -139,11 +298,46 @@ fn render(p: &Plan) -> String {
         s.push_str(&format!("databases:    {}  (dumped first)\n", p.databases.join(", ")));
     }
     match &p.data_dir {
-        Some(d) => s.push_str(&format!("data dir:     {d}  (layout: {})\n", p.layout)),
+        Some(d) => s.push_str(&format!("data dir:     {d}\n")),
         None => s.push_str("data dir:     (disabled or not found)\n"),
     }
-    s.push_str(&format!("left out:     {}\n", p.excluded_paths.join(", ")));
     s.push_str(&format!("compression:  {}\n", p.compression));
+    let st = &p.seatable;
+    s.push_str("SeaTable install:\n");
+    s.push_str(&format!("  layout:       {} ({})\n", p.layout, st.layout_source));
+    if let Some(d) = &st.compose_dir {
+        s.push_str(&format!("  compose dir:  {d}{}\n", st.env_file.as_ref().map(|_| " (with .env)").unwrap_or("")));
+    }
+    s.push_str(&format!("  database:     {}; names from {}\n", st.database, st.database_names_from));
+    s.push_str(&format!(
+        "  app:          {}{}\n",
+        st.app_container.as_deref().unwrap_or("no app container found"),
+        st.version.as_ref().map(|v| format!(", SeaTable {v}")).unwrap_or_default()
+    ));
+    for b in &st.storage {
+        let place = match (&b.bucket, &b.endpoint) {
+            (Some(bucket), ep) => format!(
+                "S3 bucket `{bucket}`{}{}",
+                ep.as_ref().map(|e| format!(" at {e}")).unwrap_or_default(),
+                if b.sse_c { " (SSE-C)" } else { "" }
+            ),
+            (None, Some(path)) => format!("filesystem ({path})"),
+            (None, None) => "filesystem".to_string(),
+        };
+        s.push_str(&format!("  storage:      {:<22} {place}  [from {}]\n", b.user, b.source));
+    }
+    s.push_str(&format!("  Big Data:     {}\n", st.big_data_backup));
+    for n in &st.notes {
+        s.push_str(&format!("  note:         {n}\n"));
+    }
+    s.push_str("a backup WILL hold:\n");
+    for l in &p.included {
+        s.push_str(&format!("  + {l}\n"));
+    }
+    s.push_str("it will NOT hold:\n");
+    for l in &p.not_included {
+        s.push_str(&format!("  - {l}\n"));
+    }
     s.push_str("checks:\n");
     for c in &p.checks {
         s.push_str(&format!("  [{}] {}: {}\n", if c.ok { " ok " } else { "FAIL" }, c.check, c.detail));

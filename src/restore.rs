@@ -20,6 +20,7 @@ use crate::codec::decompress;
 use crate::config::{Algorithm, Config, ALWAYS_EXCLUDED, DEFAULT_DATA_DIRS};
 use crate::error::{integrity, source, usage, Class, Failure};
 use crate::list::human_bytes;
+use crate::seatable::{compare_versions, Install, Layout};
 use crate::source::docker::Docker;
 use crate::source::dump::DbSource;
 use crate::source::load::{DbNames, FeedError};
@@ -144,13 +145,18 @@ struct Item {
 
 #[derive(Debug, Clone)]
 struct DbItem {
+    /// The database as the set names it.
     database: String,
+    /// The database it goes into (another name where the target's `.env` names it so).
+    target: String,
     item: Item,
 }
 
 /// Where the data directory goes.
 #[derive(Debug, Clone)]
 struct DataTarget {
+    /// `data directory` or `compose directory`, for messages.
+    what: String,
     target: PathBuf,
     staging: PathBuf,
     /// Where the current directory goes (kept, or removed after the swap with `--replace`).
@@ -173,10 +179,19 @@ fn algorithm_of(key: &str, named: Option<&str>) -> anyhow::Result<Algorithm> {
     }
 }
 
-/// The database dumps and the data archive of a set (from its manifest, else its keys).
-fn items_of(set: &ChosenSet, prefix: &str) -> anyhow::Result<(Vec<DbItem>, Option<Item>)> {
+/// The parts of a set: its dumps, its data archive, its compose-directory archive.
+#[derive(Debug, Clone, Default)]
+struct Items {
+    dbs: Vec<DbItem>,
+    data: Option<Item>,
+    config: Option<Item>,
+}
+
+/// The parts of a set (from its manifest, else its keys).
+fn items_of(set: &ChosenSet, prefix: &str) -> anyhow::Result<Items> {
     let mut dbs = Vec::new();
     let mut data = None;
+    let mut config = None;
     match &set.manifest {
         Some(m) => {
             for o in &m.objects {
@@ -191,8 +206,9 @@ fn items_of(set: &ChosenSet, prefix: &str) -> anyhow::Result<(Vec<DbItem>, Optio
                         let database = o.database.clone().ok_or_else(|| {
                             integrity(format!("manifest entry `{}` is a dump without a database name", o.key))
                         })?;
-                        dbs.push(DbItem { database, item });
+                        dbs.push(DbItem { target: database.clone(), database, item });
                     }
+                    Kind::Tar if o.component == "config" => config = Some(item),
                     Kind::Tar => data = Some(item),
                 }
             }
@@ -211,14 +227,16 @@ fn items_of(set: &ChosenSet, prefix: &str) -> anyhow::Result<(Vec<DbItem>, Optio
                 };
                 if let Some(name) = rest.strip_prefix("db/") {
                     let database = name.split(".sql.").next().unwrap_or(name).to_string();
-                    dbs.push(DbItem { database, item: item(o)? });
+                    dbs.push(DbItem { target: database.clone(), database, item: item(o)? });
                 } else if rest.starts_with("data/seatable.tar.") {
                     data = Some(item(o)?);
+                } else if rest.starts_with("config/seatable-compose.tar.") {
+                    config = Some(item(o)?);
                 }
             }
         }
     }
-    Ok((dbs, data))
+    Ok(Items { dbs, data, config })
 }
 
 /// Whether `dir` looks like a SeaTable data directory.
@@ -232,6 +250,15 @@ fn is_empty_dir(dir: &Path) -> std::io::Result<bool> {
     Ok(std::fs::read_dir(dir)?.next().is_none())
 }
 
+/// Whether `dir` looks like SeaTable's compose directory.
+fn looks_like_compose(dir: &Path) -> bool {
+    dir.join(".env").exists()
+        || dir.join("docker-compose.yml").exists()
+        || std::fs::read_dir(dir)
+            .map(|mut r| r.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".yml"))))
+            .unwrap_or(false)
+}
+
 /// Decides where the data directory goes and checks that it may go there. Writes nothing.
 fn plan_data_target(config: &Config, opts: &RestoreOptions, stamp: &str) -> anyhow::Result<DataTarget> {
     let target = match &config.data.dir {
@@ -241,52 +268,66 @@ fn plan_data_target(config: &Config, opts: &RestoreOptions, stamp: &str) -> anyh
                 .with_hint("set `data.dir` (or --data-dir) to where the data directory should go")
         })?,
     };
+    plan_dir_target(target, "data directory", looks_like_seatable, "seafile-data, seahub-data, conf, ...", opts, stamp)
+}
+
+/// Decides where an archived directory goes (`what`: for messages) and checks that it may go
+/// there: a non-empty target must pass `looks_right` (else `--force`). Writes nothing.
+fn plan_dir_target(
+    target: PathBuf,
+    what: &str,
+    looks_right: fn(&Path) -> bool,
+    expected: &str,
+    opts: &RestoreOptions,
+    stamp: &str,
+) -> anyhow::Result<DataTarget> {
     let target = if target.is_absolute() { target } else { std::env::current_dir()?.join(target) };
     let name = target
         .file_name()
-        .ok_or_else(|| usage(format!("data directory `{}` has no name", target.display())))?
+        .ok_or_else(|| usage(format!("{what} `{}` has no name", target.display())))?
         .to_string_lossy()
         .into_owned();
-    let parent = target.parent().ok_or_else(|| usage("the data directory cannot be `/`"))?.to_path_buf();
-    let pmeta = std::fs::metadata(&parent).map_err(|e| {
-        Failure::new(Class::Source, format!("parent of the data directory `{}`: {e}", parent.display()))
-    })?;
+    let parent = target.parent().ok_or_else(|| usage(format!("the {what} cannot be `/`")))?.to_path_buf();
+    let pmeta = std::fs::metadata(&parent)
+        .map_err(|e| Failure::new(Class::Source, format!("parent of the {what} `{}`: {e}", parent.display())))?;
     if !pmeta.is_dir() {
-        return Err(source(format!("parent of the data directory `{}` is not a directory", parent.display())));
+        return Err(source(format!("parent of the {what} `{}` is not a directory", parent.display())));
     }
     let previous = match std::fs::symlink_metadata(&target) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(source(format!("data directory `{}`: {e}", target.display()))),
+        Err(e) => return Err(source(format!("{what} `{}`: {e}", target.display()))),
         Ok(m) if m.file_type().is_symlink() => {
             return Err(Failure::new(
                 Class::Usage,
-                format!("data directory `{}` is a symlink; restore refuses to replace a link", target.display()),
+                format!("{what} `{}` is a symlink; restore refuses to replace a link", target.display()),
             )
-            .with_hint("set `data.dir` to the directory it points to")
+            .with_hint("configure the directory it points to instead")
             .into())
         }
         Ok(m) if !m.is_dir() => {
-            return Err(source(format!("data directory `{}` exists and is not a directory", target.display())))
+            return Err(source(format!("{what} `{}` exists and is not a directory", target.display())))
         }
         Ok(_) => {
             let empty = is_empty_dir(&target)
-                .map_err(|e| source(format!("data directory `{}` is not readable: {e}", target.display())))?;
-            if !empty && !looks_like_seatable(&target) && !opts.force {
+                .map_err(|e| source(format!("{what} `{}` is not readable: {e}", target.display())))?;
+            if !empty && !looks_right(&target) && !opts.force {
                 return Err(Failure::new(
                     Class::Usage,
                     format!(
-                        "`{}` is not empty and does not look like a SeaTable data directory (no seafile-data, seahub-data, conf, ...)",
+                        "`{}` is not empty and does not look like a SeaTable {what} (no {expected})",
                         target.display()
                     ),
                 )
-                .with_hint("check `data.dir`; --force restores there anyway (the current content is kept aside)")
+                .with_hint(
+                    "check the configured directory; --force restores there anyway (the current content is kept aside)",
+                )
                 .into());
             }
             Some(parent.join(format!("{name}.before-restore-{}", catalog::stamp(Utc::now()))))
         }
     };
     let staging = parent.join(format!(".{name}.restore-{stamp}-{}", std::process::id()));
-    Ok(DataTarget { target, staging, previous })
+    Ok(DataTarget { what: what.to_string(), target, staging, previous })
 }
 
 /// The download of one item as a decompressed reader, plus the download's verdict.
@@ -309,7 +350,7 @@ async fn stage_database(
     policy: DownloadPolicy,
     staged: &Staged,
 ) -> anyhow::Result<u64> {
-    let names = DbNames::for_db(&it.database)?;
+    let names = DbNames::for_db(&it.target)?;
     for leftover in [&names.staging, &names.old] {
         if db.database_exists(leftover).await? {
             tracing::warn!(database = %leftover, "dropping a database left by an interrupted restore");
@@ -318,7 +359,7 @@ async fn stage_database(
     }
     db.create_database_like(&names.staging, &names.live).await?;
     staged.add_db(db, &names.staging);
-    tracing::info!(database = %it.database, staging = %names.staging, key = %it.item.key, "loading the dump into a staging database");
+    tracing::info!(database = %it.target, staging = %names.staging, key = %it.item.key, "loading the dump into a staging database");
     let (reader, state) = open_item(store, &it.item, policy);
     let loaded = db.load_into(&names.staging, reader, strip_sandbox).await;
     match loaded {
@@ -329,10 +370,10 @@ async fn stage_database(
         Err(FeedError::Input(e)) => Err(state
             .failure()
             .unwrap_or_else(|| integrity(format!("object `{}` is corrupt: {e}", it.item.key)))
-            .context(format!("restoring database `{}`", it.database))),
+            .context(format!("restoring database `{}`", it.target))),
         Err(FeedError::Client(e)) => {
             // A client that failed on bad bytes: the download's verdict is the cause.
-            Err(state.failure().unwrap_or(e).context(format!("restoring database `{}`", it.database)))
+            Err(state.failure().unwrap_or(e).context(format!("restoring database `{}`", it.target)))
         }
     }
 }
@@ -353,7 +394,7 @@ async fn stage_data(
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o700));
     }
-    tracing::info!(key = %item.key, staging = %staging.display(), "unpacking the data archive into a staging directory");
+    tracing::info!(key = %item.key, staging = %staging.display(), "unpacking the {} archive into a staging directory", target.what);
     let (reader, state) = open_item(store, item, policy);
     // Download, hashing and decompression run in a task of their own; the unpacking thread only
     // writes files. The channel between them holds a few MiB.
@@ -382,7 +423,7 @@ async fn stage_data(
         }
         Err(e) => {
             if let Some(cause) = state.failure() {
-                return Err(cause.context("restoring the data directory"));
+                return Err(cause.context(format!("restoring the {}", target.what)));
             }
             // A read error that the download did not see comes from the decompressor: the
             // object is corrupt (the hash verdict only comes at its end, which was not reached).
@@ -392,9 +433,12 @@ async fn stage_data(
             let disk_full = untar::is_disk_full(&e);
             let class = if e.is_bad_archive() { Class::Integrity } else { Class::Source };
             let chain = format!("{:#}", anyhow::Error::from(e));
-            let f = Failure::new(class, format!("restoring the data directory into `{}`: {chain}", staging.display()));
+            let f = Failure::new(class, format!("restoring the {} into `{}`: {chain}", target.what, staging.display()));
             Err(if disk_full {
-                f.with_hint("the file system of the data directory is full: a restore needs room for a second copy")
+                f.with_hint(format!(
+                    "the file system of the {} is full: a restore needs room for a second copy",
+                    target.what
+                ))
             } else {
                 f
             }
@@ -494,31 +538,76 @@ fn swap_data(t: &DataTarget, excluded: &[String]) -> anyhow::Result<Vec<String>>
     Ok(moved)
 }
 
-/// The app container, if one of SeaTable's names exists.
-async fn app_container(config: &Config) -> Option<(Docker, String, bool)> {
-    let docker_host = match &config.database.access {
-        crate::config::DbAccess::Container { docker_host, .. } => docker_host.clone(),
-        crate::config::DbAccess::Host { .. } => None,
-    };
-    let docker = Docker::connect(docker_host.as_deref()).ok()?;
-    for name in ["seatable-server", "seatable"] {
-        if let Ok(Some(running)) = docker.container_state(name).await {
-            return Some((docker, name.to_string(), running));
+/// The app container, if one of SeaTable's names exists: the API, its name, whether it runs,
+/// its SeaTable version.
+async fn app_container(config: &Config, install: &Install) -> Option<(Docker, String, bool, Option<String>)> {
+    let docker = Docker::connect(config.database.docker_host.as_deref()).ok()?;
+    let app = crate::seatable::app_container(&docker, &install.app_containers(config)).await.ok().flatten()?;
+    Some((docker, app.name, app.running, app.version))
+}
+
+/// The databases of the set go into the databases this host's `.env` names for the same role
+/// (ccnet, seafile, dtable), when the set recorded its own names and they differ.
+fn map_database_names(dbs: &mut [DbItem], manifest: Option<&catalog::Manifest>, config: &Config) {
+    let Some(from) = manifest.and_then(|m| m.seatable.as_ref()).map(|s| &s.database_names) else { return };
+    if from.len() != 3 || config.database.databases_configured || config.database.databases.len() < 3 {
+        return;
+    }
+    for d in dbs.iter_mut() {
+        if let Some(role) = from.iter().position(|n| n == &d.database) {
+            let to = &config.database.databases[role];
+            if to != &d.database {
+                tracing::info!(from = %d.database, to = %to, "this host names the database differently (`.env`): restoring into its name");
+                d.target = to.clone();
+            }
         }
     }
-    None
+}
+
+/// Restoring into an older SeaTable or database server than the set came from is not
+/// supported by SeaTable (it migrates its schema forward only): say so before anything changes.
+fn warn_if_older(m: &catalog::Manifest, db: Option<&DbSource>, app_version: Option<&str>) {
+    use std::cmp::Ordering::Less;
+    if let (Some(src), Some(target)) = (&m.source.database_server_version, db.map(|d| d.server_version.as_str())) {
+        if compare_versions(target, src) == Some(Less) {
+            tracing::warn!(set_version = %src, target_version = %target, "the target database server is OLDER than the one the set was dumped from; the dump may not load, and SeaTable supports restoring into the same or a newer version only");
+        }
+    }
+    if let (Some(src), Some(target)) = (m.seatable.as_ref().and_then(|s| s.version.as_deref()), app_version) {
+        if compare_versions(target, src) == Some(Less) {
+            tracing::warn!(set_version = %src, target_version = %target, "this SeaTable is OLDER than the one the set was taken from; SeaTable cannot migrate its database backwards: upgrade SeaTable to at least {src} first");
+        }
+    }
+}
+
+/// Where the compose directory goes: the configured or detected one, else the layout's.
+fn plan_config_target(
+    install: &Install,
+    config: &Config,
+    opts: &RestoreOptions,
+    stamp: &str,
+) -> anyhow::Result<DataTarget> {
+    let target = config
+        .seatable
+        .compose_dir
+        .clone()
+        .or_else(|| install.compose_dir.clone())
+        .or_else(|| match install.layout {
+            Layout::Old => Some(install.root.join(crate::seatable::OLD_COMPOSE_DIR)),
+            _ => Some(install.root.join(crate::seatable::NEW_COMPOSE_DIR)),
+        })
+        .unwrap_or_default();
+    plan_dir_target(target, "compose directory", looks_like_compose, ".env or *.yml", opts, stamp)
 }
 
 pub async fn run(config: &Config, store: Arc<dyn Store>, opts: &RestoreOptions, staged: &Staged) -> anyhow::Result<()> {
+    // Where things go on THIS host: its install's files, laid under what is configured.
+    let install = Install::detect(config)?;
+    let config = &install.apply(config);
     let prefix = &config.storage.prefix;
     let set = catalog::choose_set(store.as_ref(), prefix, &opts.selection).await?;
     let id = set.id();
-    let (mut dbs, data) = items_of(&set, prefix)?;
-    if opts.only == Some(Part::Config) {
-        return Err(Failure::new(Class::Usage, format!("set {id} holds no `config` component"))
-            .with_hint("this set was written without the SeaTable compose directory; restore `db` or `data`")
-            .into());
-    }
+    let Items { mut dbs, data, config: config_item } = items_of(&set, prefix)?;
     if !opts.databases.is_empty() {
         for want in &opts.databases {
             if !dbs.iter().any(|d| &d.database == want) {
@@ -530,12 +619,30 @@ pub async fn run(config: &Config, store: Arc<dyn Store>, opts: &RestoreOptions, 
         }
         dbs.retain(|d| opts.databases.contains(&d.database));
     }
+    map_database_names(&mut dbs, set.manifest.as_ref(), config);
     let want_db = matches!(opts.only, None | Some(Part::Db));
     let want_data = matches!(opts.only, None | Some(Part::Data)) && opts.databases.is_empty();
     if !want_db {
         dbs.clear();
     }
-    let data = if want_data { data } else { None };
+    // The compose directory holds this host's secrets and settings (its domain, its DB
+    // password): it is put back only when asked for.
+    let (data, component) = match opts.only {
+        Some(Part::Config) => match config_item {
+            Some(item) => (Some(item), "config"),
+            None => {
+                return Err(Failure::new(Class::Usage, format!("set {id} holds no `config` component"))
+                    .with_hint("it was written without SeaTable's compose directory; restore `db` or `data`")
+                    .into())
+            }
+        },
+        _ => {
+            if config_item.is_some() && opts.only.is_none() {
+                tracing::info!("the set also holds SeaTable's compose directory (`.env`, license): restore it with `--only config`");
+            }
+            (if want_data { data } else { None }, "data")
+        }
+    };
     if dbs.is_empty() && data.is_none() {
         return Err(usage(format!("nothing to restore: set {id} holds no such component")));
     }
@@ -543,17 +650,23 @@ pub async fn run(config: &Config, store: Arc<dyn Store>, opts: &RestoreOptions, 
     let excluded: Vec<String> = set
         .manifest
         .as_ref()
-        .and_then(|m| m.objects.iter().find_map(|o| o.tar.as_ref().map(|t| t.excluded.clone())))
+        .and_then(|m| m.objects.iter().filter(|o| o.component == component).find_map(|o| o.tar.as_ref()))
+        .map(|t| t.excluded.clone())
         .unwrap_or_default();
 
     // Checks that write nothing.
     let db_src = if dbs.is_empty() { None } else { Some(Arc::new(DbSource::connect(&config.database).await?)) };
-    let data_target = match &data {
-        Some(_) => Some(plan_data_target(config, opts, &id.stamp)?),
-        None => None,
+    let data_target = match (&data, component) {
+        (Some(_), "config") => Some(plan_config_target(&install, config, opts, &id.stamp)?),
+        (Some(_), _) => Some(plan_data_target(config, opts, &id.stamp)?),
+        (None, _) => None,
     };
-    let app = app_container(config).await;
+    let app = app_container(config, &install).await;
     let migrating = id.host != config.host;
+    if let Some(m) = &set.manifest {
+        warn_if_older(m, db_src.as_deref(), app.as_ref().and_then(|a| a.3.as_deref()));
+    }
+    let app = app.map(|(d, n, r, _)| (d, n, r));
 
     if opts.dry_run {
         print!("{}", render_dry_run(&set, &dbs, data.as_ref(), db_src.as_deref(), data_target.as_ref(), opts, &store));
@@ -576,7 +689,7 @@ pub async fn run(config: &Config, store: Arc<dyn Store>, opts: &RestoreOptions, 
         }
         for it in &dbs {
             let bytes = stage_database(src, &store, it, strip, policy, staged).await?;
-            let names = DbNames::for_db(&it.database)?;
+            let names = DbNames::for_db(&it.target)?;
             let mut unmovable = src.unmovable_objects(&names.staging).await?;
             for u in src.unmovable_objects(&names.live).await? {
                 if !unmovable.contains(&u) {
@@ -611,7 +724,7 @@ pub async fn run(config: &Config, store: Arc<dyn Store>, opts: &RestoreOptions, 
     let mut lines = Vec::new();
     if let Some(src) = &db_src {
         for (it, bytes, mode) in &loaded {
-            let names = DbNames::for_db(&it.database)?;
+            let names = DbNames::for_db(&it.target)?;
             match mode {
                 DbMode::Swap => {
                     let r = src.swap_in(&names).await?;
@@ -662,7 +775,8 @@ pub async fn run(config: &Config, store: Arc<dyn Store>, opts: &RestoreOptions, 
         let moved = swap_data(t, &excluded)?;
         staged.forget_dir(&t.staging);
         let mut line = format!(
-            "data directory `{}`: {} files, {} directories, {} symlinks, {} hard links ({})",
+            "{} `{}`: {} files, {} directories, {} symlinks, {} hard links ({})",
+            t.what,
             t.target.display(),
             report.files,
             report.dirs,
@@ -764,7 +878,7 @@ fn render_dry_run(
         if set.manifest.is_none() { " (NO MANIFEST: nothing can be checked)" } else { "" }
     ));
     for d in dbs {
-        let names = DbNames::for_db(&d.database).ok();
+        let names = DbNames::for_db(&d.target).ok();
         s.push_str(&format!(
             "  download {} ({})\n    -> database `{}` in {}: loaded into `{}`, then {}\n",
             d.item.key,

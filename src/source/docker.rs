@@ -32,6 +32,16 @@ pub struct ExecStatus {
     pub stderr: String,
 }
 
+/// What `inspect` says of a container.
+#[derive(Debug, Clone)]
+pub struct ContainerInfo {
+    pub running: bool,
+    /// The image name it was created from.
+    pub image: String,
+    /// The image's `org.opencontainers.image.version` label, if any.
+    pub version_label: Option<String>,
+}
+
 /// A finished command with its (small) stdout.
 #[derive(Debug, Clone)]
 pub struct ExecOutput {
@@ -72,6 +82,24 @@ impl Docker {
     pub async fn container_state(&self, name: &str) -> anyhow::Result<Option<bool>> {
         match self.api.inspect_container(name, None).await {
             Ok(c) => Ok(Some(c.state.and_then(|s| s.running).unwrap_or(false))),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+            Err(e) => Err(source(format!("cannot inspect container `{name}` at `{}`: {e}", self.host))),
+        }
+    }
+
+    /// The container's state and image, or `None` if it does not exist.
+    pub async fn container_info(&self, name: &str) -> anyhow::Result<Option<ContainerInfo>> {
+        match self.api.inspect_container(name, None).await {
+            Ok(c) => {
+                let config = c.config.unwrap_or_default();
+                let version_label =
+                    config.labels.as_ref().and_then(|l| l.get("org.opencontainers.image.version")).cloned();
+                Ok(Some(ContainerInfo {
+                    running: c.state.and_then(|s| s.running).unwrap_or(false),
+                    image: config.image.or(c.image).unwrap_or_default(),
+                    version_label,
+                }))
+            }
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
             Err(e) => Err(source(format!("cannot inspect container `{name}` at `{}`: {e}", self.host))),
         }
