@@ -134,3 +134,47 @@ async fn host_mode_dumps_an_external_server() {
         client(port, "CHECKSUM TABLE ext_copy.t EXTENDED").split('\t').nth(1)
     );
 }
+
+/// SeaTable 5.3+ with `MARIADB_HOST` naming a server outside any container: detected from
+/// `.env`, dumped in host mode with the password from that `.env` (never on a command line).
+#[tokio::test]
+async fn an_external_db_named_in_env_is_found_and_dumped() {
+    use common::fixtures::Fixture;
+    let server = start_server();
+    let port = server.port;
+    let names = ["ext_ccnet", "ext_seafile", "ext_dtable"];
+    for n in names {
+        client(
+            port,
+            &format!(
+                "CREATE DATABASE {n} CHARACTER SET utf8mb4; CREATE TABLE {n}.t (id INT PRIMARY KEY, s TEXT); \
+                 INSERT INTO {n}.t VALUES (1, 'eins'), (2, 'zwei ✓');"
+            ),
+        );
+    }
+    let f = Fixture::external_db("127.0.0.1", port, PASSWORD, names);
+    let prefix = unique_prefix("external-db");
+    let run = |args: &[&str]| {
+        Run::garage(args, &prefix)
+            .env_remove("SEATABLE_BACKUP_DB_CONTAINER")
+            .env("SEATABLE_BACKUP_SEATABLE_ROOT", f.root())
+    };
+    let out = run(&["plan", "--json"]).output();
+    assert_exit(&out, 0);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let db = plan["seatable"]["database"].as_str().unwrap().to_string();
+    assert!(db.contains(&format!("external server `127.0.0.1:{port}` (MARIADB_HOST in `.env`)")), "{db}");
+    assert_eq!(plan["databases"], serde_json::json!(names));
+
+    let out = run(&["backup", "--only", "db"]).output();
+    assert_exit(&out, 0);
+    assert!(!stderr(&out).contains(PASSWORD));
+    let store = common::env().s3(seatable_backup::config::RequestChecksums::WhenSupported).await;
+    for n in names {
+        assert_eq!(common::keys_ending(store.as_ref(), &prefix, &format!("/db/{n}.sql.zst")).await.len(), 1, "{n}");
+    }
+    let manifest = common::keys_ending(store.as_ref(), &prefix, "/manifest.json").await;
+    let raw = store.get_object(&manifest[0]).await.unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.contains(&format!("external 127.0.0.1:{port}")) && !text.contains(PASSWORD), "{text}");
+}

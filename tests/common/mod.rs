@@ -3,6 +3,8 @@
 //! binary. A test that needs the environment FAILS when it is missing; nothing skips.
 #![allow(dead_code)]
 
+pub mod fixtures;
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -70,6 +72,10 @@ impl TestEnv {
     /// The second, empty MariaDB container (migration target; tests may stop it).
     pub fn target_container(&self) -> &str {
         self.get("SEATABLE_BACKUP_TEST_TARGET_CONTAINER")
+    }
+    /// The third MariaDB container, named like SeaTable 4.3+'s (`mariadb`); not seeded.
+    pub fn new_db_container(&self) -> &str {
+        self.get("SEATABLE_BACKUP_TEST_NEW_DB_CONTAINER")
     }
 
     pub fn s3_settings(&self, checksums: RequestChecksums) -> S3Settings {
