@@ -14,12 +14,13 @@ use anyhow::Context;
 use chrono::Utc;
 
 use crate::catalog::{
-    self, Class, Kind, Manifest, ObjectEntry, SeatableInfo, SetId, Skipped, SourceInfo, StorageInfo, TarSummary,
+    self, Kind, Manifest, ObjectEntry, SeatableInfo, SetId, Skipped, SourceInfo, StorageInfo, TarSummary,
 };
 use crate::cli::Only;
 use crate::codec;
 use crate::config::{Config, DbAccess, LOG_TABLES};
 use crate::error::{storage, usage, Class as ErrClass, Failure};
+use crate::mirror;
 use crate::seatable::{self, AppContainer, Install};
 use crate::source::data::{self, DataReport};
 use crate::source::docker::Docker;
@@ -34,7 +35,7 @@ use crate::store::Store;
 pub struct Written(Arc<Mutex<Vec<String>>>, Arc<Mutex<Option<String>>>);
 
 impl Written {
-    fn push(&self, key: &str) {
+    pub(crate) fn push(&self, key: &str) {
         if let Ok(mut v) = self.0.lock() {
             v.push(key.to_string());
         }
@@ -129,7 +130,11 @@ pub async fn run(
     let data_dir: Option<PathBuf> = if want_data { Some(data::resolve_dir(&config.data)?) } else { None };
     let app = find_app(&install, config).await;
 
-    let id = SetId { class: Class::Daily, host: config.host.clone(), stamp: catalog::stamp(started) };
+    let earlier = catalog::host_sets(store.as_ref(), &config.storage.prefix, &config.host)
+        .await
+        .context("listing this host's sets to pick the class")?;
+    let class = catalog::pick_class(&earlier, &config.host, started);
+    let id = SetId { class, host: config.host.clone(), stamp: catalog::stamp(started) };
     let prefix = &config.storage.prefix;
     let existing = store.list(&id.dir(prefix)).await.context("checking the new set's keys")?;
     if !existing.is_empty() {
@@ -154,27 +159,16 @@ pub async fn run(
             let (staged, report): (Staged, DumpReport) = transfer(&store, &key, produced, config)
                 .await
                 .with_context(|| format!("backing up database `{name}`"))?;
-            let entry = ObjectEntry {
-                component: format!("db/{name}"),
-                key: key.clone(),
-                kind: Kind::MysqlDump,
-                compression: config.compression.algorithm.name().into(),
-                compression_level: config.compression.level,
-                stored_size: staged.size,
-                raw_size: report.raw_size,
-                sha256: hex::encode(staged.sha256),
-                parts: staged.parts,
-                database: Some(name.clone()),
-                excluded_tables: excluded.clone(),
-                tar: None,
-            };
+            let entry =
+                dump_entry(format!("db/{name}"), &key, &staged, &report, config, name, excluded.clone(), vec![]);
             staged.commit().await.with_context(|| format!("backing up database `{name}`"))?;
             written.push(&key);
             log_object(&entry, t);
-            for t in excluded {
-                let why = if config.database.exclude_log_tables
-                    && LOG_TABLES.iter().any(|l| t.ends_with(&format!(".{l}")))
-                {
+            let is_log = |t: &str| LOG_TABLES.iter().any(|l| t == format!("{name}.{l}"));
+            for t in &excluded {
+                let why = if config.database.log_tables_separately && is_log(t) {
+                    continue; // dumped into its own object below
+                } else if config.database.exclude_log_tables && is_log(t) {
                     "a log table left out by `database.exclude_log_tables` (a slim dump: base history and up to 5 minutes of unsaved changes are not in it)"
                 } else {
                     "excluded by `database.exclude_tables`"
@@ -182,6 +176,11 @@ pub async fn run(
                 skipped.push(Skipped { what: format!("table {t}"), why: why.into() });
             }
             objects.push(entry);
+            if config.database.log_tables_separately && name == &install.dtable_db(config) {
+                if let Some(entry) = dump_log_tables(src, name, &store, config, &id, written).await? {
+                    objects.push(entry);
+                }
+            }
         }
     }
 
@@ -213,6 +212,20 @@ pub async fn run(
         objects.push(entry);
     }
 
+    // SeaTable's own buckets, when asked to mirror them (after the databases, like the files).
+    let mut mirrored = Vec::new();
+    if want_data && config.seatable.mirror_object_storage {
+        if let Some(st) = &install.storage {
+            for b in mirror::buckets_of(st) {
+                let entry = mirror::backup_bucket(&b, &store, config, &id, written)
+                    .await
+                    .with_context(|| format!("mirroring SeaTable's bucket `{}`", b.location.bucket))?;
+                mirrored.push(b.location.bucket.clone());
+                objects.push(entry);
+            }
+        }
+    }
+
     if let Some((dir, excludes)) = &config_source {
         let key = id.key(prefix, &catalog::config_name(ext));
         let (entry, stats) = archive(&store, &key, "config", dir, excludes.clone(), config, written).await?;
@@ -236,7 +249,12 @@ pub async fn run(
         });
     }
 
-    let seatable_info = seatable_info(&install, config, db.as_ref(), app.as_ref(), data_dir.is_some(), big_data);
+    let mut seatable_info = seatable_info(&install, config, db.as_ref(), app.as_ref(), data_dir.is_some(), big_data);
+    for s in seatable_info.storage.iter_mut() {
+        if s.bucket.as_ref().is_some_and(|b| mirrored.contains(b)) {
+            s.in_backup = true;
+        }
+    }
     let manifest = Manifest {
         schema: catalog::SCHEMA_VERSION,
         tool: env!("CARGO_PKG_NAME").into(),
@@ -275,12 +293,72 @@ pub async fn run(
         tracing::warn!(
             bucket = s.bucket.as_deref().unwrap_or("?"),
             endpoint = s.endpoint.as_deref().unwrap_or("AWS"),
-            "NOT in this backup: {}'s objects live in S3 bucket `{}`; back that bucket up separately (versioning, or an S3-to-S3 copy)",
+            "NOT in this backup: {}'s objects live in S3 bucket `{}`; back that bucket up separately (versioning, or an S3-to-S3 copy), or mirror it into the set (`seatable.mirror_object_storage`)",
             s.user,
             s.bucket.as_deref().unwrap_or("?")
         );
     }
     Ok(manifest)
+}
+
+/// Dumps the log tables `db` has into their own object (`db/<db>.log-tables.sql.*`), so that they
+/// can be kept for a shorter time than the rest; `None` when it has none of them.
+async fn dump_log_tables(
+    src: &DbSource,
+    db: &str,
+    store: &Arc<dyn Store>,
+    config: &Config,
+    id: &SetId,
+    written: &Written,
+) -> anyhow::Result<Option<ObjectEntry>> {
+    let present = src.tables_of(db).await.with_context(|| format!("listing the tables of `{db}`"))?;
+    let tables: Vec<String> =
+        LOG_TABLES.iter().filter(|t| present.iter().any(|p| p == *t)).map(|t| t.to_string()).collect();
+    if tables.is_empty() {
+        return Ok(None);
+    }
+    let ext = config.compression.algorithm.extension();
+    let key = id.key(&config.storage.prefix, &catalog::log_tables_name(db, ext));
+    let t = Instant::now();
+    let produced = src.dump_tables(db, &tables).await?;
+    let (staged, report): (Staged, DumpReport) = transfer(store, &key, produced, config)
+        .await
+        .with_context(|| format!("backing up the log tables of `{db}`"))?;
+    let entry = dump_entry(format!("db/{db}/log-tables"), &key, &staged, &report, config, db, vec![], tables);
+    staged.commit().await.with_context(|| format!("backing up the log tables of `{db}`"))?;
+    written.push(&key);
+    log_object(&entry, t);
+    Ok(Some(entry))
+}
+
+/// The manifest entry of a staged dump.
+#[allow(clippy::too_many_arguments)]
+fn dump_entry(
+    component: String,
+    key: &str,
+    staged: &Staged,
+    report: &DumpReport,
+    config: &Config,
+    db: &str,
+    excluded_tables: Vec<String>,
+    only_tables: Vec<String>,
+) -> ObjectEntry {
+    ObjectEntry {
+        component,
+        key: key.to_string(),
+        kind: Kind::MysqlDump,
+        compression: config.compression.algorithm.name().into(),
+        compression_level: config.compression.level,
+        stored_size: staged.size,
+        raw_size: report.raw_size,
+        sha256: hex::encode(staged.sha256),
+        parts: staged.parts,
+        database: Some(db.to_string()),
+        excluded_tables,
+        only_tables,
+        tar: None,
+        mirror: None,
+    }
 }
 
 /// SeaTable's app container, when Docker answers and it exists.
@@ -367,6 +445,7 @@ async fn archive(
         parts: staged.parts,
         database: None,
         excluded_tables: vec![],
+        only_tables: vec![],
         tar: Some(TarSummary {
             files: s.files,
             dirs: s.dirs,
@@ -376,6 +455,7 @@ async fn archive(
             file_bytes: s.bytes,
             excluded: s.skipped.clone(),
         }),
+        mirror: None,
     };
     staged.commit().await.with_context(|| format!("backing up {what}"))?;
     written.push(key);

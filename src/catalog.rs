@@ -14,7 +14,7 @@ use std::fmt;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::valid_segment;
+use crate::config::{valid_segment, RetentionConfig};
 use crate::store::{ObjectInfo, Store, StoreError};
 
 pub const MANIFEST: &str = "manifest.json";
@@ -44,6 +44,40 @@ impl Class {
     pub fn parse(s: &str) -> Option<Class> {
         Class::ALL.into_iter().find(|c| c.as_str() == s)
     }
+    /// Days the sets of this class are kept.
+    pub fn keep_days(self, r: &RetentionConfig) -> u32 {
+        match self {
+            Class::Daily => r.daily,
+            Class::Weekly => r.weekly,
+            Class::Monthly => r.monthly,
+        }
+    }
+}
+
+/// The class of a set made at `now`, from the complete sets `host` already has: the first of a
+/// calendar month (UTC) is monthly, the first of an ISO week weekly, any other daily. Missed
+/// days do not break the rotation.
+pub fn pick_class(existing: &[SetSummary], host: &str, now: DateTime<Utc>) -> Class {
+    use chrono::Datelike;
+    let mine: Vec<DateTime<Utc>> = existing
+        .iter()
+        .filter(|s| s.host == host && s.complete)
+        .filter_map(|s| s.created)
+        .filter(|c| *c <= now)
+        .collect();
+    if !mine.iter().any(|c| c.year() == now.year() && c.month() == now.month()) {
+        Class::Monthly
+    } else if !mine.iter().any(|c| c.iso_week() == now.iso_week()) {
+        Class::Weekly
+    } else {
+        Class::Daily
+    }
+}
+
+/// The day a set's objects expire under lifecycle rules: S3 adds the rule's days to an object's
+/// creation time and rounds up to the next midnight UTC.
+pub fn expires_on(class: Class, created: DateTime<Utc>, r: &RetentionConfig) -> chrono::NaiveDate {
+    (created + chrono::Duration::days(i64::from(class.keep_days(r)))).date_naive() + chrono::Duration::days(1)
 }
 
 impl fmt::Display for Class {
@@ -97,6 +131,11 @@ pub fn dump_name(db: &str, ext: &str) -> String {
 
 pub fn data_name(ext: &str) -> String {
     format!("data/seatable.tar.{ext}")
+}
+
+/// The relative key of a database's log tables, dumped apart.
+pub fn log_tables_name(db: &str, ext: &str) -> String {
+    format!("db/{db}.log-tables.sql.{ext}")
 }
 
 /// The relative key of the compose directory's archive within a set.
@@ -195,6 +234,9 @@ pub struct SourceInfo {
 pub enum Kind {
     MysqlDump,
     Tar,
+    /// The index of a mirrored bucket: one JSON line per object (key, size, ETag, where it is
+    /// stored); see `mirror.rs`.
+    MirrorIndex,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -218,8 +260,39 @@ pub struct ObjectEntry {
     pub database: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub excluded_tables: Vec<String>,
+    /// A dump of only these tables of `database` (its log tables, kept apart); restored into
+    /// the same database together with its main dump.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub only_tables: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tar: Option<TarSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<MirrorSummary>,
+}
+
+/// A bucket of SeaTable's, mirrored into the set.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct MirrorSummary {
+    pub bucket: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// What SeaTable keeps there (`dtable-storage-server`, `seafile blocks`, ...): a restore
+    /// puts the objects into the bucket the target host uses for the same.
+    pub users: Vec<String>,
+    /// The source objects are SSE-C encrypted (the copies are not: the key is needed to read them).
+    #[serde(default)]
+    pub sse_c: bool,
+    /// Objects and bytes in the bucket at backup time.
+    pub objects: u64,
+    pub bytes: u64,
+    /// Copied by this run (new or changed since the set that held them), and how many of
+    /// those were copied server-side.
+    pub copied_objects: u64,
+    pub copied_bytes: u64,
+    pub server_side_copies: u64,
+    /// Unchanged, and kept by an earlier set that outlives this one: referenced, not copied.
+    pub referenced_objects: u64,
+    pub referenced_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -322,6 +395,17 @@ pub fn group_sets(prefix: &str, objects: &[ObjectInfo]) -> Vec<SetSummary> {
     let mut v: Vec<SetSummary> = sets.into_values().collect();
     v.sort_by(|a, b| (a.host.as_str(), a.stamp.as_str(), a.class).cmp(&(b.host.as_str(), b.stamp.as_str(), b.class)));
     v
+}
+
+/// The sets of one host (each class's `<prefix>/<class>/<host>/` listed on its own, so other
+/// hosts' objects are not read).
+pub async fn host_sets(store: &dyn Store, prefix: &str, host: &str) -> Result<Vec<SetSummary>, StoreError> {
+    let base = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+    let mut objects = Vec::new();
+    for class in Class::ALL {
+        objects.extend(store.list(&format!("{base}{class}/{host}/")).await?);
+    }
+    Ok(group_sets(prefix, &objects))
 }
 
 /// Every set under `prefix`, sorted by host, then time.
@@ -504,7 +588,48 @@ mod tests {
     use super::*;
 
     fn obj(key: &str, size: u64) -> ObjectInfo {
-        ObjectInfo { key: key.into(), size, last_modified: None }
+        ObjectInfo { key: key.into(), size, last_modified: None, etag: None }
+    }
+
+    fn set(host: &str, stamp: &str) -> SetSummary {
+        SetSummary {
+            class: Class::Daily,
+            host: host.into(),
+            stamp: stamp.into(),
+            complete: true,
+            objects: 1,
+            bytes: 1,
+            created: parse_stamp(stamp),
+            dir: String::new(),
+        }
+    }
+
+    #[test]
+    fn classes_rotate_by_month_and_iso_week() {
+        let at = |s: &str| parse_stamp(s).unwrap();
+        // 2026-12-01 is a Tuesday; ISO week 49 runs Mon 11-30 .. Sun 12-06.
+        assert_eq!(pick_class(&[], "a", at("2026-12-01T020000Z")), Class::Monthly);
+        let nov = [set("a", "2026-11-30T020000Z")];
+        // A set this week (in November) but none this month: monthly wins.
+        assert_eq!(pick_class(&nov, "a", at("2026-12-01T020000Z")), Class::Monthly);
+        let dec = [set("a", "2026-12-01T020000Z")];
+        assert_eq!(pick_class(&dec, "a", at("2026-12-02T020000Z")), Class::Daily);
+        assert_eq!(pick_class(&dec, "a", at("2026-12-07T020000Z")), Class::Weekly);
+        // Another host's sets, incomplete sets and sets from the future do not count.
+        let mut incomplete = set("a", "2026-12-01T020000Z");
+        incomplete.complete = false;
+        let others = [set("b", "2026-12-01T020000Z"), incomplete, set("a", "2026-12-09T020000Z")];
+        assert_eq!(pick_class(&others, "a", at("2026-12-02T020000Z")), Class::Monthly);
+    }
+
+    #[test]
+    fn expiry_rounds_to_the_next_midnight() {
+        let r = RetentionConfig::default();
+        let t = parse_stamp("2026-12-01T230000Z").unwrap();
+        assert_eq!(expires_on(Class::Daily, t, &r).to_string(), "2026-12-09");
+        assert_eq!(expires_on(Class::Monthly, t, &r).to_string(), "2027-12-02");
+        let morning = parse_stamp("2026-12-01T010000Z").unwrap();
+        assert_eq!(expires_on(Class::Daily, morning, &r), expires_on(Class::Daily, t, &r));
     }
 
     #[test]

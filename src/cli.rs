@@ -57,7 +57,7 @@ pub struct SetArgs {
 pub struct RestoreArgs {
     #[command(flatten)]
     pub set: SetArgs,
-    /// Restore only this part: `db`, `data` or `config`.
+    /// Restore only this part: `db`, `data`, `config` or `objects` (mirrored S3 buckets).
     #[arg(long, value_enum)]
     pub only: Option<RestorePart>,
     /// Restore only this database of the set (repeatable).
@@ -95,6 +95,8 @@ pub enum RestorePart {
     Db,
     Data,
     Config,
+    /// SeaTable's S3 buckets, mirrored into the set (`seatable.mirror_object_storage`).
+    Objects,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -260,6 +262,11 @@ pub struct SettingArgs {
     #[arg(long, global = true, env = "SEATABLE_BACKUP_DB_EXCLUDE_LOG_TABLES", value_name = "BOOL",
           num_args = 0..=1, default_missing_value = "true")]
     pub db_exclude_log_tables: Option<bool>,
+    /// `database.log_tables_separately`: dump SeaTable's log tables into an object of their own
+    /// (`db/<dtable_db>.log-tables.sql.zst`) instead of the dtable_db dump.
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_DB_LOG_TABLES_SEPARATELY", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true")]
+    pub db_log_tables_separately: Option<bool>,
 
     /// `seatable.root`: the directory SeaTable's default paths are taken under (default `/`;
     /// e.g. a mounted snapshot of the server).
@@ -286,6 +293,22 @@ pub struct SettingArgs {
     #[arg(long, global = true, env = "SEATABLE_BACKUP_CONFIG_COMPONENT", value_name = "BOOL",
           num_args = 0..=1, default_missing_value = "true")]
     pub config_component: Option<bool>,
+
+    /// `seatable.mirror_object_storage`: copy the S3 buckets SeaTable keeps its bases and files
+    /// in into the set (incrementally: unchanged objects are referenced from earlier sets).
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_MIRROR_OBJECT_STORAGE", value_name = "BOOL",
+          num_args = 0..=1, default_missing_value = "true")]
+    pub mirror_object_storage: Option<bool>,
+
+    /// `retention.daily`: days a daily set is kept.
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_KEEP_DAILY", value_name = "DAYS")]
+    pub keep_daily: Option<u32>,
+    /// `retention.weekly`: days a weekly set (the first of an ISO week) is kept.
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_KEEP_WEEKLY", value_name = "DAYS")]
+    pub keep_weekly: Option<u32>,
+    /// `retention.monthly`: days a monthly set (the first of a month) is kept.
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_KEEP_MONTHLY", value_name = "DAYS")]
+    pub keep_monthly: Option<u32>,
 
     /// `compression.algorithm`: `zstd` or `gzip`.
     #[arg(long, global = true, env = "SEATABLE_BACKUP_COMPRESSION", value_name = "ALGO")]

@@ -80,6 +80,8 @@ struct FileConfig {
     compression: FileCompression,
     #[serde(default)]
     seatable: FileSeatable,
+    #[serde(default)]
+    retention: FileRetention,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -91,6 +93,15 @@ struct FileSeatable {
     app_container: Option<String>,
     big_data_backup: Option<bool>,
     config_component: Option<bool>,
+    mirror_object_storage: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRetention {
+    daily: Option<u32>,
+    weekly: Option<u32>,
+    monthly: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,6 +136,7 @@ struct FileDatabase {
     dump_binary: Option<String>,
     exclude_tables: Option<Vec<String>>,
     exclude_log_tables: Option<bool>,
+    log_tables_separately: Option<bool>,
     docker_host: Option<String>,
 }
 
@@ -165,6 +177,7 @@ pub struct Config {
     pub data: DataConfig,
     pub compression: CompressionConfig,
     pub seatable: SeatableConfig,
+    pub retention: RetentionConfig,
 }
 
 /// Which SeaTable layout to assume.
@@ -191,6 +204,22 @@ pub struct SeatableConfig {
     pub big_data_backup: bool,
     /// Archive the compose directory as the `config` component.
     pub config_component: bool,
+    /// Copy the buckets SeaTable keeps its objects in into the set (incrementally).
+    pub mirror_object_storage: bool,
+}
+
+/// How many days the sets of each class are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionConfig {
+    pub daily: u32,
+    pub weekly: u32,
+    pub monthly: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig { daily: 7, weekly: 35, monthly: 365 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -284,6 +313,8 @@ pub struct DatabaseConfig {
     pub docker_host: Option<String>,
     /// Leave SeaTable's log tables ([`LOG_TABLES`]) out of the dtable database's dump.
     pub exclude_log_tables: bool,
+    /// Dump the log tables into an object of their own instead (`db/<db>.log-tables.sql.*`).
+    pub log_tables_separately: bool,
 }
 
 /// SeaTable's log tables in dtable_db, which grow large (SEATABLE.md).
@@ -562,6 +593,7 @@ impl Config {
             exclude_tables,
             docker_host,
             exclude_log_tables: a.db_exclude_log_tables.or(fd.exclude_log_tables).unwrap_or(false),
+            log_tables_separately: a.db_log_tables_separately.or(fd.log_tables_separately).unwrap_or(false),
         };
 
         // Data.
@@ -642,7 +674,24 @@ impl Config {
             app_container,
             big_data_backup: a.big_data_backup.or(fst.big_data_backup).unwrap_or(true),
             config_component: a.config_component.or(fst.config_component).unwrap_or(true),
+            mirror_object_storage: a.mirror_object_storage.or(fst.mirror_object_storage).unwrap_or(false),
         };
+        let fr = file.retention;
+        let d = RetentionConfig::default();
+        let retention = RetentionConfig {
+            daily: a.keep_daily.or(fr.daily).unwrap_or(d.daily),
+            weekly: a.keep_weekly.or(fr.weekly).unwrap_or(d.weekly),
+            monthly: a.keep_monthly.or(fr.monthly).unwrap_or(d.monthly),
+        };
+        for (k, v) in [
+            ("retention.daily", retention.daily),
+            ("retention.weekly", retention.weekly),
+            ("retention.monthly", retention.monthly),
+        ] {
+            if !(1..=36_500).contains(&v) {
+                return Err(invalid(k, "must be between 1 and 36500 days"));
+            }
+        }
 
         // Secrets in the file demand a private file.
         if let Some(p) = &path {
@@ -676,6 +725,7 @@ impl Config {
             data,
             compression: CompressionConfig { algorithm, level, threads },
             seatable,
+            retention,
         })
     }
 }

@@ -8,6 +8,8 @@
 //! - [`codec`]: compression and stream-watching adaptors.
 //! - [`store`]: object storage (S3, local directory) and the streaming multipart uploader.
 //! - [`catalog`]: set keys, the manifest, listing sets.
+//! - [`seatable`]: the SeaTable install (layout, `.env`, storage backends, app container).
+//! - [`mirror`]: SeaTable's own S3 buckets copied into a set, and put back.
 //! - [`backup`], [`list`], [`plan`], [`restore`], [`verify`]: one module per subcommand.
 
 pub mod backup;
@@ -17,6 +19,7 @@ pub mod codec;
 pub mod config;
 pub mod error;
 pub mod list;
+pub mod mirror;
 pub mod plan;
 pub mod restore;
 pub mod seatable;

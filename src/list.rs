@@ -71,7 +71,21 @@ pub async fn run(config: &Config, store: &dyn Store, of_host: Option<&str>, json
                         let dir = id.dir(prefix);
                         let mine: Vec<_> = objects.iter().filter(|o| o.key.starts_with(&dir)).cloned().collect();
                         l.damaged = check_manifest(&id, prefix, &m, &mine).err();
-                        l.excluded_tables = m.objects.iter().flat_map(|o| o.excluded_tables.iter().cloned()).collect();
+                        // Tables left out of a dump but kept in an object of their own are in the set.
+                        let apart: Vec<String> = m
+                            .objects
+                            .iter()
+                            .flat_map(|o| {
+                                let db = o.database.clone().unwrap_or_default();
+                                o.only_tables.iter().map(move |t| format!("{db}.{t}"))
+                            })
+                            .collect();
+                        l.excluded_tables = m
+                            .objects
+                            .iter()
+                            .flat_map(|o| o.excluded_tables.iter().cloned())
+                            .filter(|t| !apart.contains(t))
+                            .collect();
                         l.seatable_version = m.seatable.as_ref().and_then(|s| s.version.clone());
                         l.components = m.objects.iter().map(|o| o.component.clone()).collect();
                     }

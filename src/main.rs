@@ -102,6 +102,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     RestorePart::Db => Part::Db,
                     RestorePart::Data => Part::Data,
                     RestorePart::Config => Part::Config,
+                    RestorePart::Objects => Part::Objects,
                 }),
                 databases: args.only_databases,
                 db_mode: match args.db_restore {

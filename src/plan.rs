@@ -177,9 +177,20 @@ pub async fn run(config: &Config, store: &dyn Store, json: bool) -> anyhow::Resu
         (None, true) => not_included.push("the data directory (not found)".to_string()),
         (None, false) => not_included.push("the data directory (`data.enabled = false`)".to_string()),
     }
-    for s in storage.iter().filter(|s| s.backend == "s3") {
+    let mut storage = storage;
+    for s in storage.iter_mut().filter(|s| s.backend == "s3") {
+        if config.seatable.mirror_object_storage && config.data.enabled {
+            s.in_backup = true;
+            included.push(format!(
+                "S3 bucket `{}`{} ({}): mirrored into the set (only what changed since the last set that outlives it is copied)",
+                s.bucket.as_deref().unwrap_or("?"),
+                s.endpoint.as_ref().map(|e| format!(" at {e}")).unwrap_or_default(),
+                s.user
+            ));
+            continue;
+        }
         not_included.push(format!(
-            "S3 bucket `{}`{} ({}): NOT in this backup; back it up separately (bucket versioning, or an S3-to-S3 copy){}",
+            "S3 bucket `{}`{} ({}): NOT in this backup; back it up separately (bucket versioning, or an S3-to-S3 copy), or set `seatable.mirror_object_storage`{}",
             s.bucket.as_deref().unwrap_or("?"),
             s.endpoint.as_ref().map(|e| format!(" at {e}")).unwrap_or_default(),
             s.user,

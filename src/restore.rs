@@ -34,6 +34,8 @@ pub enum Part {
     Db,
     Data,
     Config,
+    /// SeaTable's S3 buckets mirrored into the set.
+    Objects,
 }
 
 /// How a database is put in place.
@@ -150,6 +152,8 @@ struct DbItem {
     /// The database it goes into (another name where the target's `.env` names it so).
     target: String,
     item: Item,
+    /// Dumps of some of its tables kept apart (its log tables), loaded after the main dump.
+    extras: Vec<Item>,
 }
 
 /// Where the data directory goes.
@@ -185,6 +189,8 @@ struct Items {
     dbs: Vec<DbItem>,
     data: Option<Item>,
     config: Option<Item>,
+    /// Index objects of mirrored buckets.
+    mirrors: Vec<catalog::ObjectEntry>,
 }
 
 /// The parts of a set (from its manifest, else its keys).
@@ -192,6 +198,8 @@ fn items_of(set: &ChosenSet, prefix: &str) -> anyhow::Result<Items> {
     let mut dbs = Vec::new();
     let mut data = None;
     let mut config = None;
+    let mut mirrors = Vec::new();
+    let mut extras: Vec<(String, Item)> = Vec::new();
     match &set.manifest {
         Some(m) => {
             for o in &m.objects {
@@ -206,10 +214,15 @@ fn items_of(set: &ChosenSet, prefix: &str) -> anyhow::Result<Items> {
                         let database = o.database.clone().ok_or_else(|| {
                             integrity(format!("manifest entry `{}` is a dump without a database name", o.key))
                         })?;
-                        dbs.push(DbItem { target: database.clone(), database, item });
+                        if !o.only_tables.is_empty() {
+                            extras.push((database, item));
+                            continue;
+                        }
+                        dbs.push(DbItem { target: database.clone(), database, item, extras: Vec::new() });
                     }
                     Kind::Tar if o.component == "config" => config = Some(item),
                     Kind::Tar => data = Some(item),
+                    Kind::MirrorIndex => mirrors.push(o.clone()),
                 }
             }
         }
@@ -227,7 +240,12 @@ fn items_of(set: &ChosenSet, prefix: &str) -> anyhow::Result<Items> {
                 };
                 if let Some(name) = rest.strip_prefix("db/") {
                     let database = name.split(".sql.").next().unwrap_or(name).to_string();
-                    dbs.push(DbItem { target: database.clone(), database, item: item(o)? });
+                    match name.split_once(".log-tables.sql.") {
+                        Some((db, _)) => extras.push((db.to_string(), item(o)?)),
+                        None => {
+                            dbs.push(DbItem { target: database.clone(), database, item: item(o)?, extras: Vec::new() })
+                        }
+                    }
                 } else if rest.starts_with("data/seatable.tar.") {
                     data = Some(item(o)?);
                 } else if rest.starts_with("config/seatable-compose.tar.") {
@@ -236,7 +254,19 @@ fn items_of(set: &ChosenSet, prefix: &str) -> anyhow::Result<Items> {
             }
         }
     }
-    Ok(Items { dbs, data, config })
+    for (db, item) in extras {
+        match dbs.iter_mut().find(|d| d.database == db) {
+            Some(d) => d.extras.push(item),
+            None => {
+                return Err(integrity(format!(
+                    "set {} holds the log tables of database `{db}` (`{}`) but no dump of the database itself",
+                    set.id(),
+                    item.key
+                )))
+            }
+        }
+    }
+    Ok(Items { dbs, data, config, mirrors })
 }
 
 /// Whether `dir` looks like a SeaTable data directory.
@@ -360,21 +390,39 @@ async fn stage_database(
     db.create_database_like(&names.staging, &names.live).await?;
     staged.add_db(db, &names.staging);
     tracing::info!(database = %it.target, staging = %names.staging, key = %it.item.key, "loading the dump into a staging database");
-    let (reader, state) = open_item(store, &it.item, policy);
-    let loaded = db.load_into(&names.staging, reader, strip_sandbox).await;
-    match loaded {
+    let mut bytes = load_item(db, store, &it.item, &names.staging, strip_sandbox, policy)
+        .await
+        .map_err(|e| e.context(format!("restoring database `{}`", it.target)))?;
+    for extra in &it.extras {
+        tracing::info!(database = %it.target, staging = %names.staging, key = %extra.key, "loading the tables kept apart");
+        bytes += load_item(db, store, extra, &names.staging, strip_sandbox, policy)
+            .await
+            .map_err(|e| e.context(format!("restoring database `{}`", it.target)))?;
+    }
+    Ok(bytes)
+}
+
+/// Feeds one dump into database `into`; the download's verdict is the cause of any failure it
+/// explains. Returns the bytes of SQL loaded.
+async fn load_item(
+    db: &DbSource,
+    store: &Arc<dyn Store>,
+    item: &Item,
+    into: &str,
+    strip_sandbox: bool,
+    policy: DownloadPolicy,
+) -> anyhow::Result<u64> {
+    let (reader, state) = open_item(store, item, policy);
+    match db.load_into(into, reader, strip_sandbox).await {
         Ok(report) => {
-            state.verified(&it.item.key)?;
+            state.verified(&item.key)?;
             Ok(report.bytes)
         }
-        Err(FeedError::Input(e)) => Err(state
-            .failure()
-            .unwrap_or_else(|| integrity(format!("object `{}` is corrupt: {e}", it.item.key)))
-            .context(format!("restoring database `{}`", it.target))),
-        Err(FeedError::Client(e)) => {
-            // A client that failed on bad bytes: the download's verdict is the cause.
-            Err(state.failure().unwrap_or(e).context(format!("restoring database `{}`", it.target)))
+        Err(FeedError::Input(e)) => {
+            Err(state.failure().unwrap_or_else(|| integrity(format!("object `{}` is corrupt: {e}", item.key))))
         }
+        // A client that failed on bad bytes: the download's verdict is the cause.
+        Err(FeedError::Client(e)) => Err(state.failure().unwrap_or(e)),
     }
 }
 
@@ -580,6 +628,41 @@ fn warn_if_older(m: &catalog::Manifest, db: Option<&DbSource>, app_version: Opti
     }
 }
 
+/// This host's bucket for each mirrored bucket of the set, matched by what SeaTable keeps there.
+/// `strict`: a bucket without a match is an error (else a warning, and it is left out).
+fn mirror_targets(
+    install: &Install,
+    mirrors: &[catalog::ObjectEntry],
+    strict: bool,
+) -> anyhow::Result<Vec<(catalog::ObjectEntry, crate::mirror::Bucket)>> {
+    let here = install.storage.as_ref().map(crate::mirror::buckets_of).unwrap_or_default();
+    let mut out = Vec::new();
+    for o in mirrors {
+        let Some(m) = &o.mirror else { continue };
+        match here.iter().find(|b| b.users.iter().any(|u| m.users.contains(u))) {
+            Some(b) => out.push((o.clone(), b.clone())),
+            None if strict => {
+                return Err(Failure::new(
+                    Class::Usage,
+                    format!(
+                        "the set mirrored bucket `{}` ({}), but this host's SeaTable keeps that in no S3 bucket",
+                        m.bucket,
+                        m.users.join(", ")
+                    ),
+                )
+                .with_hint(
+                    "configure the S3 storage in this host's `.env` or conf files first (see `seatable-backup plan`)",
+                )
+                .into())
+            }
+            None => {
+                tracing::warn!(bucket = %m.bucket, users = %m.users.join(", "), "the set mirrored this bucket, but this host's SeaTable keeps that in no S3 bucket: its objects are not restored")
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Where the compose directory goes: the configured or detected one, else the layout's.
 fn plan_config_target(
     install: &Install,
@@ -607,7 +690,7 @@ pub async fn run(config: &Config, store: Arc<dyn Store>, opts: &RestoreOptions, 
     let prefix = &config.storage.prefix;
     let set = catalog::choose_set(store.as_ref(), prefix, &opts.selection).await?;
     let id = set.id();
-    let Items { mut dbs, data, config: config_item } = items_of(&set, prefix)?;
+    let Items { mut dbs, data, config: config_item, mirrors } = items_of(&set, prefix)?;
     if !opts.databases.is_empty() {
         for want in &opts.databases {
             if !dbs.iter().any(|d| &d.database == want) {
@@ -622,6 +705,15 @@ pub async fn run(config: &Config, store: Arc<dyn Store>, opts: &RestoreOptions, 
     map_database_names(&mut dbs, set.manifest.as_ref(), config);
     let want_db = matches!(opts.only, None | Some(Part::Db));
     let want_data = matches!(opts.only, None | Some(Part::Data)) && opts.databases.is_empty();
+    let want_objects = matches!(opts.only, None | Some(Part::Objects)) && opts.databases.is_empty();
+    if opts.only == Some(Part::Objects) && mirrors.is_empty() {
+        return Err(Failure::new(Class::Usage, format!("set {id} holds no mirrored buckets"))
+            .with_hint("it was written without `seatable.mirror_object_storage`")
+            .into());
+    }
+    // Each mirrored bucket goes into the bucket this host's SeaTable uses for the same.
+    let mirror_targets =
+        if want_objects { mirror_targets(&install, &mirrors, opts.only == Some(Part::Objects))? } else { Vec::new() };
     if !want_db {
         dbs.clear();
     }
@@ -643,7 +735,7 @@ pub async fn run(config: &Config, store: Arc<dyn Store>, opts: &RestoreOptions, 
             (if want_data { data } else { None }, "data")
         }
     };
-    if dbs.is_empty() && data.is_none() {
+    if dbs.is_empty() && data.is_none() && mirror_targets.is_empty() {
         return Err(usage(format!("nothing to restore: set {id} holds no such component")));
     }
     let policy = DownloadPolicy::from_upload(&config.storage.upload);
@@ -670,7 +762,35 @@ pub async fn run(config: &Config, store: Arc<dyn Store>, opts: &RestoreOptions, 
 
     if opts.dry_run {
         print!("{}", render_dry_run(&set, &dbs, data.as_ref(), db_src.as_deref(), data_target.as_ref(), opts, &store));
+        for (o, b) in &mirror_targets {
+            println!(
+                "  objects of mirrored bucket `{}` -> SeaTable's bucket `{}` on this host (added; objects already there with the same size are left alone; nothing is deleted)",
+                o.mirror.as_ref().map(|m| m.bucket.as_str()).unwrap_or("?"),
+                b.location.bucket
+            );
+        }
         return Ok(());
+    }
+
+    // Objects first: putting them back only adds to SeaTable's buckets, so a failure here
+    // leaves the databases and the data directory untouched.
+    let mut object_lines = Vec::new();
+    for (o, b) in &mirror_targets {
+        let from = o.mirror.as_ref().map(|m| m.bucket.clone()).unwrap_or_default();
+        let lines = crate::mirror::read_index(&store, o, config).await?;
+        let target: Arc<dyn Store> =
+            Arc::new(crate::mirror::open_bucket(b, config.storage.s3.request_checksums).await?);
+        let r = crate::mirror::restore_bucket(&store, lines, &target, config)
+            .await
+            .with_context(|| format!("restoring mirrored bucket `{from}` into `{}`", b.location.bucket))?;
+        object_lines.push(format!(
+            "bucket `{}` (from `{from}`): {} objects put back ({}, {} server-side), {} already there",
+            b.location.bucket,
+            r.objects,
+            human_bytes(r.bytes),
+            r.server_side,
+            r.unchanged
+        ));
     }
     if let Some((_, name, true)) = &app {
         tracing::warn!(container = %name, "SeaTable's app container is running: it may write while the restore runs; stopping it first is safer");
@@ -746,15 +866,9 @@ pub async fn run(config: &Config, store: Arc<dyn Store>, opts: &RestoreOptions, 
                         crate::source::load::ident(&names.live)
                     ))
                     .await?;
-                    let (reader, state) = open_item(&store, &it.item, policy);
-                    match src.load_into(&names.live, reader, strip).await {
-                        Ok(_) => state.verified(&it.item.key)?,
-                        Err(e) => {
-                            let cause = match e {
-                                FeedError::Input(e) => state.failure().unwrap_or_else(|| integrity(e.to_string())),
-                                FeedError::Client(e) => state.failure().unwrap_or(e),
-                            };
-                            return Err(cause.context(format!(
+                    for item in std::iter::once(&it.item).chain(&it.extras) {
+                        if let Err(e) = load_item(src, &store, item, &names.live, strip, policy).await {
+                            return Err(e.context(format!(
                                 "recreating database `{}`: the live database is now INCOMPLETE; run the restore again",
                                 it.database
                             )));
@@ -802,7 +916,7 @@ pub async fn run(config: &Config, store: Arc<dyn Store>, opts: &RestoreOptions, 
     }
 
     println!("restored set {id} from {} in {:.1} s", store.describe(), started.elapsed().as_secs_f64());
-    for l in &lines {
+    for l in object_lines.iter().chain(&lines) {
         println!("  {l}");
     }
     post_restore(config, opts, &id, migrating, app).await
@@ -894,6 +1008,13 @@ fn render_dry_run(
                 }
             }
         ));
+        for x in &d.extras {
+            s.push_str(&format!(
+                "  download {} ({})\n    -> loaded into the same staging database (tables kept apart)\n",
+                x.key,
+                human_bytes(x.size)
+            ));
+        }
     }
     if let (Some(item), Some(t)) = (data, target) {
         s.push_str(&format!(

@@ -63,6 +63,27 @@ async fn check_object(store: &Arc<dyn Store>, o: &ObjectEntry, policy: DownloadP
                 }
             }
         }
+        Kind::MirrorIndex => {
+            let mut reader = reader;
+            let mut text = Vec::new();
+            match reader.read_to_end(&mut text).await {
+                Err(e) => Err(anyhow::Error::new(e)),
+                Ok(n) => {
+                    let mut lines = Vec::new();
+                    for (i, l) in text.split(|b| *b == b'\n').enumerate().filter(|(_, l)| !l.is_empty()) {
+                        lines.push(
+                            serde_json::from_slice::<crate::mirror::IndexLine>(l)
+                                .map_err(|e| integrity(format!("index `{}` line {}: {e}", o.key, i + 1)))?,
+                        );
+                    }
+                    let (count, bytes) = crate::mirror::check_index(store, &lines, &o.key).await?;
+                    Ok((
+                        n as u64,
+                        format!("index of {count} mirrored objects ({}), every one present", human_bytes(bytes)),
+                    ))
+                }
+            }
+        }
         Kind::Tar => {
             let key = o.key.clone();
             tokio::task::spawn_blocking(move || {

@@ -60,7 +60,7 @@ async fn full_backup_round_trips_every_component() {
     assert_eq!(sets.len(), 1, "{sets:?}");
     assert_eq!(sets[0]["complete"], true);
     assert_eq!(sets[0]["host"], "testhost");
-    assert_eq!(sets[0]["class"], "daily");
+    assert_eq!(sets[0]["class"], "monthly", "the first set of a month is monthly");
     let out = Run::garage(&["list"], &prefix).output();
     assert!(stdout(&out).contains("complete") && stdout(&out).contains("testhost"), "{}", stdout(&out));
 
@@ -73,7 +73,7 @@ async fn full_backup_round_trips_every_component() {
     assert_eq!(components, ["db/ccnet_db", "db/seafile_db", "db/dtable_db", "data"], "databases first, then files");
     let listed = store.list(&format!("{prefix}/")).await.unwrap();
     for o in &m.objects {
-        assert!(o.key.starts_with(&format!("{prefix}/daily/testhost/")), "{}", o.key);
+        assert!(o.key.starts_with(&format!("{prefix}/monthly/testhost/")), "{}", o.key);
         let stored = listed.iter().find(|l| l.key == o.key).expect("object listed");
         assert_eq!(stored.size, o.stored_size, "{}", o.key);
         assert_eq!(common::sha256_of(store.as_ref(), &o.key).await, o.sha256, "{}", o.key);

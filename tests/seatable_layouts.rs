@@ -220,6 +220,31 @@ async fn new_layout_reads_env_names_scheduler_slim_dumps_and_restores_config() {
     assert_exit(&out, 0);
     assert!(stderr(&out).contains("OLDER"), "{}", stderr(&out));
 
+    // The log tables in an object of their own: the set is whole again, and a restore puts
+    // them back together with the rest of the database.
+    let prefix = unique_prefix("new-layout-logs");
+    let out = run_in(&f, &["backup", "--only", "db"], &prefix)
+        .env("SEATABLE_BACKUP_DB_LOG_TABLES_SEPARATELY", "true")
+        .output();
+    assert_exit(&out, 0);
+    let (m, _) = manifest_of(&prefix).await;
+    let logs = m.objects.iter().find(|o| o.component == format!("db/{dtable}/log-tables")).expect("log-tables object");
+    assert!(logs.key.ends_with(&format!("/db/{dtable}.log-tables.sql.zst")), "{}", logs.key);
+    let mut only = logs.only_tables.clone();
+    only.sort();
+    let mut want_logs: Vec<String> = fixtures::LOG_TABLES.iter().map(|t| t.to_string()).collect();
+    want_logs.sort();
+    assert_eq!(only, want_logs);
+    assert!(!m.skipped.iter().any(|s| s.what.contains("operation_log")), "{:?}", m.skipped);
+    let out = run_in(&f, &["list"], &prefix).output();
+    assert!(!stdout(&out).contains("slim"), "{}", stdout(&out));
+    let before = e.checksums_at(db, dtable);
+    e.sql_at(db, dtable, "DELETE FROM operation_log; DELETE FROM fixture_users WHERE id = 1;");
+    assert_ne!(e.checksums_at(db, dtable), before);
+    let out = run_in(&f, &["restore", "--only", "db", "--db", dtable], &prefix).output();
+    assert_exit(&out, 0);
+    assert_eq!(e.checksums_at(db, dtable), before, "the restore did not bring back the log tables and the rest");
+
     fixtures::drop_databases(db, &refs);
     fixtures::drop_databases(db, &["scheduler"]);
 }

@@ -296,7 +296,7 @@ impl Install {
                 db.databases = names.clone();
             }
         }
-        if db.exclude_log_tables {
+        if db.exclude_log_tables || db.log_tables_separately {
             let dtable = self.dtable_db(config);
             for t in LOG_TABLES {
                 let full = format!("{dtable}.{t}");

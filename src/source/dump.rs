@@ -260,9 +260,28 @@ impl DbSource {
         argv
     }
 
+    /// The argument vector of a dump of only `tables` of `db`: no routines or events (the
+    /// database's main dump has them), the tables' triggers kept.
+    pub fn dump_tables_argv(&self, db: &str, tables: &[String]) -> Vec<String> {
+        let mut argv = vec![self.dump_binary.clone()];
+        argv.extend(self.client_args());
+        argv.extend(DUMP_OPTIONS.iter().filter(|o| !matches!(**o, "--routines" | "--events")).map(|s| s.to_string()));
+        argv.push(db.to_string());
+        argv.extend(tables.iter().cloned());
+        argv
+    }
+
     /// Starts dumping `db`; `finish` fails unless the dump exited 0 and ended completely.
     pub async fn dump(&self, db: &str, exclude_tables: &[String]) -> anyhow::Result<Produced<DumpReport>> {
-        let argv = self.dump_argv(db, exclude_tables);
+        self.run_dump(db, self.dump_argv(db, exclude_tables)).await
+    }
+
+    /// Starts dumping only `tables` of `db` (SeaTable's log tables, as an object of their own).
+    pub async fn dump_tables(&self, db: &str, tables: &[String]) -> anyhow::Result<Produced<DumpReport>> {
+        self.run_dump(db, self.dump_tables_argv(db, tables)).await
+    }
+
+    async fn run_dump(&self, db: &str, argv: Vec<String>) -> anyhow::Result<Produced<DumpReport>> {
         let where_ = self.describe();
         let db_name = db.to_string();
         let (chunks, inner_finish) = match &self.runner {

@@ -252,7 +252,7 @@ impl Store for LocalStore {
                     Err(e) => return Err(io_err("stat", &path, e)),
                 };
                 let last_modified = meta.modified().ok().map(DateTime::<Utc>::from);
-                out.push(ObjectInfo { key, size: meta.len(), last_modified });
+                out.push(ObjectInfo { key, size: meta.len(), last_modified, etag: None });
             }
             out.sort_by(|a, b| a.key.cmp(&b.key));
             Ok(out)

@@ -47,6 +47,8 @@ pub struct ObjectInfo {
     pub key: String,
     pub size: u64,
     pub last_modified: Option<DateTime<Utc>>,
+    /// The store's ETag, without quotes (S3; `None` for the local store).
+    pub etag: Option<String>,
 }
 
 /// A multipart upload that was started and neither completed nor aborted.
@@ -89,6 +91,12 @@ pub trait Store: Send + Sync + 'static {
     async fn list_open_uploads(&self, prefix: &str) -> Result<Vec<OpenUpload>, StoreError>;
     /// Drops an open multipart upload found by [`Store::list_open_uploads`].
     async fn abort_upload(&self, upload: &OpenUpload) -> Result<(), StoreError>;
+    /// Copies `src` into `key` without the bytes passing through us, where the store can (an
+    /// S3 store on the same endpoint, with credentials that read the source). `Ok(false)`:
+    /// it cannot; the caller streams the object instead.
+    async fn copy_from(&self, _src: &s3::CopySource, _key: &str) -> Result<bool, StoreError> {
+        Ok(false)
+    }
 }
 
 #[async_trait]

@@ -27,6 +27,89 @@ pub struct S3Store {
     bucket: String,
     /// For messages: the endpoint (or "AWS S3").
     endpoint: String,
+    /// The configured endpoint URL (`None`: AWS), to tell whether a server-side copy can work.
+    endpoint_url: Option<String>,
+    /// A customer key that every read and write of this bucket carries (SSE-C).
+    sse_c: Option<SseC>,
+}
+
+/// An SSE-C customer key (AES-256), as the S3 API wants it: base64 of the 32 key bytes and of
+/// their MD5. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SseC {
+    key_b64: String,
+    md5_b64: String,
+}
+
+impl std::fmt::Debug for SseC {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SseC(***)")
+    }
+}
+
+impl SseC {
+    /// From SeaTable's `sse_c_key` / `S3_SSE_C_KEY`: 32 characters taken as the key's bytes, or
+    /// the base64 of 32 bytes.
+    pub fn from_key(key: &crate::config::Secret) -> Result<SseC, String> {
+        let k = key.expose().trim();
+        let bytes = if k.len() == 32 {
+            k.as_bytes().to_vec()
+        } else {
+            match aws_smithy_types::base64::decode(k) {
+                Ok(b) if b.len() == 32 => b,
+                _ => return Err("an SSE-C key must be 32 characters, or the base64 of 32 bytes".into()),
+            }
+        };
+        use md5::Digest;
+        Ok(SseC {
+            key_b64: aws_smithy_types::base64::encode(&bytes),
+            md5_b64: aws_smithy_types::base64::encode(md5::Md5::digest(&bytes)),
+        })
+    }
+}
+
+/// Sets the SSE-C headers (customer key, or with `copy_source_`, the copy source's) on a request.
+macro_rules! with_sse_c {
+    ($req:expr, $sse:expr) => {
+        match $sse {
+            Some(k) => {
+                $req.sse_customer_algorithm("AES256").sse_customer_key(&k.key_b64).sse_customer_key_md5(&k.md5_b64)
+            }
+            None => $req,
+        }
+    };
+}
+
+/// An object to copy server-side (see [`Store::copy_from`](super::Store::copy_from)).
+#[derive(Debug, Clone)]
+pub struct CopySource {
+    /// The source's endpoint URL (`None`: AWS).
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    pub key: String,
+    pub size: u64,
+    pub sse_c: Option<SseC>,
+}
+
+/// CopyObject's limit; larger objects are streamed.
+const MAX_COPY_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+
+fn same_endpoint(a: Option<&str>, b: Option<&str>) -> bool {
+    let norm = |e: Option<&str>| e.map(|e| e.trim_end_matches('/').to_ascii_lowercase());
+    norm(a) == norm(b)
+}
+
+/// `bucket/key` for `x-amz-copy-source`, the key percent-encoded (but its slashes).
+fn copy_source_header(bucket: &str, key: &str) -> String {
+    let mut out = format!("{bucket}/");
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 impl S3Store {
@@ -76,7 +159,26 @@ impl S3Store {
             unsigned_parts,
             bucket: bucket.to_string(),
             endpoint: s.endpoint.clone().unwrap_or_else(|| "AWS S3".to_string()),
+            endpoint_url: s.endpoint.clone(),
+            sse_c: None,
         })
+    }
+
+    /// Every read and write of this store carries this SSE-C key.
+    pub fn with_sse_c(mut self, key: Option<SseC>) -> Self {
+        self.sse_c = key;
+        self
+    }
+
+    /// This store's side of a server-side copy: its endpoint, bucket and key.
+    pub fn copy_source(&self, key: &str, size: u64) -> CopySource {
+        CopySource {
+            endpoint: self.endpoint_url.clone(),
+            bucket: self.bucket.clone(),
+            key: key.to_string(),
+            size,
+            sse_c: self.sse_c.clone(),
+        }
     }
 
     fn target(&self, key: &str) -> String {
@@ -167,10 +269,8 @@ impl Store for S3Store {
 
     async fn put_object(&self, key: &str, body: Bytes) -> Result<(), StoreError> {
         check_key(key)?;
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
+        let req = self.client.put_object().bucket(&self.bucket).key(key);
+        with_sse_c!(req, &self.sse_c)
             .content_length(body.len() as i64)
             .body(ByteStream::from(body))
             .send()
@@ -179,16 +279,40 @@ impl Store for S3Store {
         Ok(())
     }
 
-    async fn create_upload(&self, key: &str) -> Result<Arc<dyn MultipartUpload>, StoreError> {
+    async fn copy_from(&self, src: &CopySource, key: &str) -> Result<bool, StoreError> {
         check_key(key)?;
-        let out = self
+        if !same_endpoint(src.endpoint.as_deref(), self.endpoint_url.as_deref()) || src.size > MAX_COPY_SIZE {
+            return Ok(false);
+        }
+        let req = self
             .client
-            .create_multipart_upload()
+            .copy_object()
             .bucket(&self.bucket)
             .key(key)
-            .send()
-            .await
-            .map_err(|e| self.map("create multipart upload", key, e))?;
+            .copy_source(copy_source_header(&src.bucket, &src.key));
+        let req = with_sse_c!(req, &self.sse_c);
+        let req = match &src.sse_c {
+            Some(k) => req
+                .copy_source_sse_customer_algorithm("AES256")
+                .copy_source_sse_customer_key(&k.key_b64)
+                .copy_source_sse_customer_key_md5(&k.md5_b64),
+            None => req,
+        };
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e) => match self.map("copy", key, e) {
+                // These credentials may not read the source: the caller streams it instead.
+                StoreError::AccessDenied { .. } => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn create_upload(&self, key: &str) -> Result<Arc<dyn MultipartUpload>, StoreError> {
+        check_key(key)?;
+        let req = self.client.create_multipart_upload().bucket(&self.bucket).key(key);
+        let out =
+            with_sse_c!(req, &self.sse_c).send().await.map_err(|e| self.map("create multipart upload", key, e))?;
         let upload_id = out.upload_id().ok_or_else(|| StoreError::Service {
             op: "create multipart upload",
             target: self.target(key),
@@ -201,13 +325,14 @@ impl Store for S3Store {
             endpoint: self.endpoint.clone(),
             key: key.to_string(),
             upload_id: upload_id.to_string(),
+            sse_c: self.sse_c.clone(),
         }))
     }
 
     async fn get_object(&self, key: &str) -> Result<Bytes, StoreError> {
         check_key(key)?;
-        let out =
-            self.client.get_object().bucket(&self.bucket).key(key).send().await.map_err(|e| self.map("get", key, e))?;
+        let req = self.client.get_object().bucket(&self.bucket).key(key);
+        let out = with_sse_c!(req, &self.sse_c).send().await.map_err(|e| self.map("get", key, e))?;
         let data = out.body.collect().await.map_err(|e| StoreError::Service {
             op: "read",
             target: self.target(key),
@@ -218,8 +343,8 @@ impl Store for S3Store {
 
     async fn get_stream(&self, key: &str) -> Result<ByteReader, StoreError> {
         check_key(key)?;
-        let out =
-            self.client.get_object().bucket(&self.bucket).key(key).send().await.map_err(|e| self.map("get", key, e))?;
+        let req = self.client.get_object().bucket(&self.bucket).key(key);
+        let out = with_sse_c!(req, &self.sse_c).send().await.map_err(|e| self.map("get", key, e))?;
         Ok(Box::pin(out.body.into_async_read()))
     }
 
@@ -229,20 +354,16 @@ impl Store for S3Store {
             return Ok(Bytes::new());
         }
         let end = start + len; // exclusive
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .range(format!("bytes={start}-{}", end - 1))
-            .send()
-            .await
-            .map_err(|e| match self.map("get", key, e) {
-                // A range that starts past the end: the object is shorter than the manifest says.
-                StoreError::Service { detail, .. } if detail.starts_with("InvalidRange") => {
-                    StoreError::Short { key: key.to_string(), start, end, got: 0 }
+        let req = self.client.get_object().bucket(&self.bucket).key(key);
+        let out =
+            with_sse_c!(req, &self.sse_c).range(format!("bytes={start}-{}", end - 1)).send().await.map_err(|e| {
+                match self.map("get", key, e) {
+                    // A range that starts past the end: the object is shorter than the manifest says.
+                    StoreError::Service { detail, .. } if detail.starts_with("InvalidRange") => {
+                        StoreError::Short { key: key.to_string(), start, end, got: 0 }
+                    }
+                    other => other,
                 }
-                other => other,
             })?;
         let data = out
             .body
@@ -284,6 +405,7 @@ impl Store for S3Store {
                     key: key.to_string(),
                     size: o.size().unwrap_or(0).max(0) as u64,
                     last_modified: to_utc(o.last_modified()),
+                    etag: o.e_tag().map(|e| e.trim_matches('"').to_string()),
                 });
             }
         }
@@ -343,6 +465,7 @@ struct S3Upload {
     endpoint: String,
     key: String,
     upload_id: String,
+    sse_c: Option<SseC>,
 }
 
 impl S3Upload {
@@ -358,11 +481,8 @@ impl MultipartUpload for S3Upload {
     }
 
     async fn put_part(&self, number: u32, _offset: u64, body: Bytes) -> Result<PartReceipt, StoreError> {
-        let request = self
-            .client
-            .upload_part()
-            .bucket(&self.bucket)
-            .key(&self.key)
+        let req = self.client.upload_part().bucket(&self.bucket).key(&self.key);
+        let request = with_sse_c!(req, &self.sse_c)
             .upload_id(&self.upload_id)
             .part_number(number as i32)
             .content_length(body.len() as i64)

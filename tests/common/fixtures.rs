@@ -620,7 +620,7 @@ fn write_file(path: &Path, content: &[u8], mode: u32) {
 }
 
 /// Deterministic bytes that do not compress away (xorshift).
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)
         .map(|_| {
