@@ -76,14 +76,13 @@ pub fn buckets_of(st: &StorageBackends) -> Vec<Bucket> {
         }
     }
     if let Some(a) = &st.avatar {
-        // The avatar bucket shares the S3_* settings of the others (6.2).
-        let creds = st
-            .seafile
-            .iter()
-            .filter_map(|(_, b)| b.value.credentials())
-            .chain(st.dtable_storage.value.credentials())
-            .next()
-            .cloned();
+        // The avatar bucket shares the `S3_*` settings of `.env` (6.2): take the credentials of
+        // a backend that agrees with it on SSE-C (the conf files' may lack the `.env` key).
+        let all: Vec<&S3Credentials> = std::iter::once(&st.dtable_storage)
+            .chain(st.seafile.iter().map(|(_, b)| b))
+            .filter_map(|b| b.value.credentials())
+            .collect();
+        let creds = all.iter().find(|c| c.sse_c_key.is_some() == a.value.sse_c).or(all.first()).map(|c| (*c).clone());
         add("avatars".into(), &a.value, creds.as_ref());
     }
     out

@@ -211,3 +211,53 @@ async fn buckets_are_mirrored_incrementally_verified_and_restored_into_empty_buc
     assert_exit(&out, 5);
     assert!(stderr(&out).contains("files/00/content.json") && stderr(&out).contains("missing"), "{}", stderr(&out));
 }
+
+/// A bucket SeaTable encrypts with a customer key (SSE-C): the key from `.env` is sent with
+/// every read; without it the mirror fails naming the bucket instead of copying nothing.
+#[tokio::test]
+async fn an_sse_c_bucket_is_read_with_its_key() {
+    use seatable_backup::config::Secret;
+    use seatable_backup::store::s3::SseC;
+    let _lock = fixtures::lock();
+    let e = env();
+    let names = buckets("ssec");
+    let key = "0123456789abcdef0123456789abcdef";
+    let settings = e.s3_settings(RequestChecksums::WhenSupported);
+    let sse = SseC::from_key(&Secret::new(key)).unwrap();
+    let encrypted = S3Store::new(&names[0], &settings).await.unwrap().with_sse_c(Some(sse));
+    encrypted.put_object("files/secret.json", bytes(42, 5_000).into()).await.expect("SSE-C put");
+    // Without the key the object cannot be read.
+    assert!(bucket(&names[0]).await.get_object("files/secret.json").await.is_err());
+
+    let s3 = s3_fixture(e.endpoint(), &names);
+    let f = Fixture::v62(&s3, fixtures::unique_db_names("ssec"));
+    let env_file = f.compose_dir().join(".env");
+    let prefix = unique_prefix("mirror-ssec");
+    let run = || {
+        Run::garage(&["backup", "--only", "data"], &prefix)
+            .env_remove("SEATABLE_BACKUP_DB_CONTAINER")
+            .env("SEATABLE_BACKUP_SEATABLE_ROOT", f.root())
+            .env("SEATABLE_BACKUP_MIRROR_OBJECT_STORAGE", "true")
+            .output()
+    };
+    let out = run();
+    assert_exit(&out, 4);
+    assert!(stderr(&out).contains(&names[0]), "{}", stderr(&out));
+
+    let mut text = std::fs::read_to_string(&env_file).unwrap();
+    text.push_str(&format!("S3_SSE_C_KEY={key}\n"));
+    std::fs::write(&env_file, text).unwrap();
+    let out = run();
+    assert_exit(&out, 0);
+    assert!(!stderr(&out).contains(key));
+    let m = manifests(&prefix).await.pop().unwrap();
+    let s = &mirrors(&m)[&names[0]];
+    assert_eq!((s.objects, s.copied_objects), (1, 1));
+    assert!(s.sse_c);
+    let raw = serde_json::to_string(&m).unwrap();
+    assert!(!raw.contains(key), "the manifest holds the SSE-C key");
+    // The copy in the set is readable (plain) and equal to the source.
+    let store = e.s3(RequestChecksums::WhenSupported).await;
+    let copies = common::keys_ending(store.as_ref(), &prefix, "files/secret.json").await;
+    assert_eq!(store.get_object(&copies[0]).await.unwrap().to_vec(), bytes(42, 5_000));
+}
