@@ -87,7 +87,7 @@ pub async fn run(
     only: Option<Only>,
     written: &Written,
 ) -> anyhow::Result<Manifest> {
-    let started = Utc::now();
+    let mut started = Utc::now();
     let clock = Instant::now();
     // What the install's files say, laid under what is configured.
     let install = Install::detect(config)?;
@@ -133,6 +133,15 @@ pub async fn run(
     let earlier = catalog::host_sets(store.as_ref(), &config.storage.prefix, &config.host)
         .await
         .context("listing this host's sets to pick the class")?;
+    // One stamp, one set per host: a run in the same second as the last one (in another class
+    // directory) waits for the next second, so that stamps order the sets.
+    while earlier.iter().any(|s| s.stamp >= catalog::stamp(started)) {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        started = Utc::now();
+        if earlier.iter().any(|s| s.created.is_some_and(|c| c > started + chrono::Duration::seconds(5))) {
+            break; // a set from the future (clock skew): do not wait for it
+        }
+    }
     let class = catalog::pick_class(&earlier, &config.host, started);
     let id = SetId { class, host: config.host.clone(), stamp: catalog::stamp(started) };
     let prefix = &config.storage.prefix;

@@ -129,6 +129,22 @@ pub async fn run(config: &Config, store: &dyn Store, json: bool) -> anyhow::Resu
     }
 
     let app = find_app(&install, config).await;
+    // Mirroring reads SeaTable's own buckets: check each answers with SeaTable's credentials.
+    if config.seatable.mirror_object_storage && config.data.enabled {
+        for b in install.storage.as_ref().map(crate::mirror::buckets_of).unwrap_or_default() {
+            let name = format!("SeaTable's bucket `{}` readable", b.location.bucket);
+            match crate::mirror::open_bucket(&b, config.storage.s3.request_checksums).await {
+                Ok(store) => match store.preflight().await {
+                    Ok(()) => checks.push(pass(
+                        &name,
+                        format!("{} answers", b.location.endpoint().unwrap_or_else(|| "AWS S3".into())),
+                    )),
+                    Err(e) => checks.push(fail(&name, &anyhow::Error::from(e))),
+                },
+                Err(e) => checks.push(fail(&name, &e)),
+            }
+        }
+    }
     let storage_excl = install.storage_exclusions();
     let excluded_paths: Vec<String> = storage_excl.iter().map(|e| e.path.clone()).collect();
     let storage =

@@ -130,6 +130,8 @@ async fn buckets_are_mirrored_incrementally_verified_and_restored_into_empty_buc
     let out = run(&["plan", "--json", "--db-enabled=false"]).output();
     assert_exit(&out, 0);
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checks = plan["checks"].to_string();
+    assert!(checks.contains(&format!("SeaTable's bucket `{}` readable", names[3])), "{checks}");
     let included = plan["included"].to_string();
     assert!(
         included.contains(&format!("S3 bucket `{}`", names[0])) && included.contains("mirrored into the set"),

@@ -186,6 +186,24 @@ async fn new_layout_reads_env_names_scheduler_slim_dumps_and_restores_config() {
     assert!(sql.contains("CREATE TABLE `fixture_users`") && !sql.contains("CREATE TABLE `operation_log`"));
     assert_eq!(m.seatable.as_ref().unwrap().database_names, names.to_vec());
 
+    // Onto a host whose `.env` names the databases differently: each goes into the name of
+    // the same role there (a migration between installs).
+    let other = fixtures::unique_db_names("newmap");
+    let g = Fixture::new_layout(other.clone());
+    let mut args = vec!["restore", "--only", "db"];
+    for n in &names {
+        args.extend(["--db", n.as_str()]);
+    }
+    let out = run_in(&g, &args, &prefix).output();
+    assert_exit(&out, 0);
+    for (from, to) in names.iter().zip(&other) {
+        let want: Vec<(String, String)> =
+            e.checksums_at(db, from).into_iter().filter(|(t, _)| !fixtures::LOG_TABLES.contains(&t.as_str())).collect();
+        assert_eq!(e.checksums_at(db, to), want, "`{from}` restored into `{to}`");
+    }
+    let other_refs: Vec<&str> = other.iter().map(String::as_str).collect();
+    fixtures::drop_databases(db, &other_refs);
+
     // `.env` travels in the config component, private as it was.
     let config_key = key_of(&m, "config");
     let config = tar_entries(&config_key).await;
