@@ -168,8 +168,7 @@ pub async fn run(
             let (staged, report): (Staged, DumpReport) = transfer(&store, &key, produced, config)
                 .await
                 .with_context(|| format!("backing up database `{name}`"))?;
-            let entry =
-                dump_entry(format!("db/{name}"), &key, &staged, &report, config, name, excluded.clone(), vec![]);
+            let entry = dump_entry(format!("db/{name}"), &staged, &report, config, name, excluded.clone(), vec![]);
             staged.commit().await.with_context(|| format!("backing up database `{name}`"))?;
             written.push(&key);
             log_object(&entry, t);
@@ -333,7 +332,7 @@ async fn dump_log_tables(
     let (staged, report): (Staged, DumpReport) = transfer(store, &key, produced, config)
         .await
         .with_context(|| format!("backing up the log tables of `{db}`"))?;
-    let entry = dump_entry(format!("db/{db}/log-tables"), &key, &staged, &report, config, db, vec![], tables);
+    let entry = dump_entry(format!("db/{db}/log-tables"), &staged, &report, config, db, vec![], tables);
     staged.commit().await.with_context(|| format!("backing up the log tables of `{db}`"))?;
     written.push(&key);
     log_object(&entry, t);
@@ -341,10 +340,8 @@ async fn dump_log_tables(
 }
 
 /// The manifest entry of a staged dump.
-#[allow(clippy::too_many_arguments)]
 fn dump_entry(
     component: String,
-    key: &str,
     staged: &Staged,
     report: &DumpReport,
     config: &Config,
@@ -353,20 +350,10 @@ fn dump_entry(
     only_tables: Vec<String>,
 ) -> ObjectEntry {
     ObjectEntry {
-        component,
-        key: key.to_string(),
-        kind: Kind::MysqlDump,
-        compression: config.compression.algorithm.name().into(),
-        compression_level: config.compression.level,
-        stored_size: staged.size,
-        raw_size: report.raw_size,
-        sha256: hex::encode(staged.sha256),
-        parts: staged.parts,
         database: Some(db.to_string()),
         excluded_tables,
         only_tables,
-        tar: None,
-        mirror: None,
+        ..staged.entry(component, Kind::MysqlDump, &config.compression, report.raw_size)
     }
 }
 
@@ -443,18 +430,6 @@ async fn archive(
         transfer(store, key, produced, config).await.with_context(|| format!("backing up {what}"))?;
     let s = report.stats;
     let entry = ObjectEntry {
-        component: component.into(),
-        key: key.to_string(),
-        kind: Kind::Tar,
-        compression: config.compression.algorithm.name().into(),
-        compression_level: config.compression.level,
-        stored_size: staged.size,
-        raw_size: report.raw_size,
-        sha256: hex::encode(staged.sha256),
-        parts: staged.parts,
-        database: None,
-        excluded_tables: vec![],
-        only_tables: vec![],
         tar: Some(TarSummary {
             files: s.files,
             dirs: s.dirs,
@@ -464,7 +439,7 @@ async fn archive(
             file_bytes: s.bytes,
             excluded: s.skipped.clone(),
         }),
-        mirror: None,
+        ..staged.entry(component, Kind::Tar, &config.compression, report.raw_size)
     };
     staged.commit().await.with_context(|| format!("backing up {what}"))?;
     written.push(key);

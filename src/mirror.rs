@@ -317,20 +317,8 @@ pub async fn backup_bucket(
     let key = id.key(prefix, &index_name(bucket));
     let staged = upload::stage(dest, &key, reader, &config.storage.upload).await?;
     let entry = ObjectEntry {
-        component: format!("objects/{bucket}"),
-        key: key.clone(),
-        kind: Kind::MirrorIndex,
-        compression: "zstd".into(),
-        compression_level: zstd.level,
-        stored_size: staged.size,
-        raw_size: raw,
-        sha256: hex::encode(staged.sha256),
-        parts: staged.parts,
-        database: None,
-        excluded_tables: vec![],
-        only_tables: vec![],
-        tar: None,
         mirror: Some(summary),
+        ..staged.entry(format!("objects/{bucket}"), Kind::MirrorIndex, &zstd, raw)
     };
     staged.commit().await?;
     written.push(&key);

@@ -112,6 +112,33 @@ impl Staged {
     }
 
     /// Makes the object visible under its key.
+    /// The manifest entry of this object: what was stored, how, and its SHA-256; the fields
+    /// that depend on the kind (`database`, `tar`, ...) are left empty for the caller.
+    pub fn entry(
+        &self,
+        component: impl Into<String>,
+        kind: crate::catalog::Kind,
+        compression: &crate::config::CompressionConfig,
+        raw_size: u64,
+    ) -> crate::catalog::ObjectEntry {
+        crate::catalog::ObjectEntry {
+            component: component.into(),
+            key: self.key.clone(),
+            kind,
+            compression: compression.algorithm.name().into(),
+            compression_level: compression.level,
+            stored_size: self.size,
+            raw_size,
+            sha256: hex::encode(self.sha256),
+            parts: self.parts,
+            database: None,
+            excluded_tables: vec![],
+            only_tables: vec![],
+            tar: None,
+            mirror: None,
+        }
+    }
+
     pub async fn commit(self) -> Result<(), StoreError> {
         match self.state {
             State::Single(body) => self.store.put_object(&self.key, body).await,
