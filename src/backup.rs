@@ -11,13 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::Context;
-use chrono::Utc;
 
 use crate::catalog::{
     self, Kind, Manifest, ObjectEntry, SeatableInfo, SetId, Skipped, SourceInfo, StorageInfo, TarSummary,
 };
 use crate::cli::Only;
-use crate::codec;
 use crate::config::{Config, DbAccess, LOG_TABLES};
 use crate::error::{storage, usage, Class as ErrClass, Failure};
 use crate::mirror;
@@ -28,7 +26,8 @@ use crate::source::dump::{DbSource, DumpReport};
 use crate::source::tar::TarStats;
 use crate::source::Produced;
 use crate::store::upload::{self, Staged};
-use crate::store::Store;
+use crate::store::{Retention, Store};
+use crate::{clock, codec};
 
 /// Keys this run has made visible, so that a failed or interrupted run can remove them.
 #[derive(Debug, Default, Clone)]
@@ -87,7 +86,7 @@ pub async fn run(
     only: Option<Only>,
     written: &Written,
 ) -> anyhow::Result<Manifest> {
-    let mut started = Utc::now();
+    let mut started = clock::now();
     let clock = Instant::now();
     // What the install's files say, laid under what is configured.
     let install = Install::detect(config)?;
@@ -137,13 +136,14 @@ pub async fn run(
     // directory) waits for the next second, so that stamps order the sets.
     while earlier.iter().any(|s| s.stamp >= catalog::stamp(started)) {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        started = Utc::now();
+        started = clock::now();
         if earlier.iter().any(|s| s.created.is_some_and(|c| c > started + chrono::Duration::seconds(5))) {
             break; // a set from the future (clock skew): do not wait for it
         }
     }
     let class = catalog::pick_class(&earlier, &config.host, started);
     let id = SetId { class, host: config.host.clone(), stamp: catalog::stamp(started) };
+    let lock = object_lock(config, store.as_ref(), class, started).await;
     let prefix = &config.storage.prefix;
     let existing = store.list(&id.dir(prefix)).await.context("checking the new set's keys")?;
     if !existing.is_empty() {
@@ -271,7 +271,7 @@ pub async fn run(
         class: id.class,
         stamp: id.stamp.clone(),
         started_at: started,
-        finished_at: Utc::now(),
+        finished_at: clock::now(),
         layout: install.layout.as_str().into(),
         source: SourceInfo {
             data_dir: data_dir.as_ref().map(|d| d.display().to_string()),
@@ -286,6 +286,11 @@ pub async fn run(
     };
     let key = id.key(prefix, catalog::MANIFEST);
     store.put_object(&key, manifest.to_json().into()).await.context("writing the manifest")?;
+    // The set is complete: from here on nothing may remove it, not even a failed lock.
+    written.take();
+    if let Some(retention) = lock {
+        lock_set(store.as_ref(), &id, prefix, retention).await?;
+    }
     let stored: u64 = manifest.objects.iter().map(|o| o.stored_size).sum();
     let raw: u64 = manifest.objects.iter().map(|o| o.raw_size).sum();
     tracing::info!(
@@ -307,6 +312,65 @@ pub async fn run(
         );
     }
     Ok(manifest)
+}
+
+/// The Object Lock retention for a new set, when the bucket has Object Lock enabled and the
+/// configuration does not turn it off.
+async fn object_lock(
+    config: &Config,
+    store: &dyn Store,
+    class: catalog::Class,
+    started: chrono::DateTime<chrono::Utc>,
+) -> Option<Retention> {
+    if !config.retention.object_lock {
+        return None;
+    }
+    match store.features().await {
+        Ok(f) if f.object_lock => {
+            let days = config.retention.object_lock_days.unwrap_or_else(|| class.keep_days(&config.retention));
+            let r = Retention {
+                mode: config.retention.object_lock_mode,
+                until: started + chrono::Duration::days(days.into()),
+            };
+            tracing::info!(mode = r.mode.as_str(), until = %r.until, "the bucket has Object Lock: the set's objects will be locked");
+            Some(r)
+        }
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the bucket's Object Lock setting (these credentials may lack s3:GetBucketObjectLockConfiguration); the set is not locked");
+            None
+        }
+    }
+}
+
+/// Objects locked at once.
+const LOCKS_IN_FLIGHT: usize = 8;
+
+/// Puts the retention on every object of the complete set (the manifest included).
+async fn lock_set(store: &dyn Store, id: &SetId, prefix: &str, retention: Retention) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let keys: Vec<String> = store
+        .list(&id.dir(prefix))
+        .await
+        .with_context(|| format!("listing set {id} to lock it"))?
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    let count = keys.len();
+    let failed: Vec<(String, crate::store::StoreError)> = futures::stream::iter(keys)
+        .map(|k| async move { store.lock_object(&k, retention).await.err().map(|e| (k, e)) })
+        .buffer_unordered(LOCKS_IN_FLIGHT)
+        .filter_map(|r| async move { r })
+        .collect()
+        .await;
+    if let Some((key, e)) = failed.first() {
+        return Err(storage(format!(
+            "set {id} is complete, but Object Lock retention could not be put on {} of its {count} objects (first `{key}`: {e})",
+            failed.len()
+        )));
+    }
+    tracing::info!(set = %id, objects = count, mode = retention.mode.as_str(), until = %retention.until, "set locked");
+    Ok(())
 }
 
 /// Dumps the log tables `db` has into their own object (`db/<db>.log-tables.sql.*`), so that they

@@ -38,6 +38,45 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Read a set back and check every object against its manifest.
     Verify(VerifyArgs),
+    /// Server-side retention: the bucket's lifecycle rules (`show`, `apply`).
+    Retention(RetentionArgs),
+    /// Client-side retention, for stores without lifecycle rules: delete expired sets (the
+    /// manifest first) and abort this tool's uploads left open for over a day.
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RetentionArgs {
+    #[command(subcommand)]
+    pub action: RetentionAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RetentionAction {
+    /// The bucket's lifecycle rules, which are this tool's, whether they match the config, and
+    /// which sets expire next.
+    Show {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Install one expiration rule per class and one that aborts stale uploads, merged with
+    /// the bucket's other rules (never dropped). Applying twice changes nothing.
+    Apply {
+        /// Show the rules before and after; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Show what would be deleted and kept, and why; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -309,6 +348,20 @@ pub struct SettingArgs {
     /// `retention.monthly`: days a monthly set (the first of a month) is kept.
     #[arg(long, global = true, env = "SEATABLE_BACKUP_KEEP_MONTHLY", value_name = "DAYS")]
     pub keep_monthly: Option<u32>,
+
+    /// `retention.keep_last`: `prune` keeps at least this many complete sets of each host.
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_KEEP_LAST", value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// `retention.object_lock`: `auto` (lock each new set's objects when the bucket has Object
+    /// Lock enabled) or `off`.
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_OBJECT_LOCK", value_name = "auto|off")]
+    pub object_lock: Option<String>,
+    /// `retention.object_lock_mode`: `governance` or `compliance`.
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_OBJECT_LOCK_MODE", value_name = "MODE")]
+    pub object_lock_mode: Option<String>,
+    /// `retention.object_lock_days`: days a new set is locked (default: its class's keep days).
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_OBJECT_LOCK_DAYS", value_name = "DAYS")]
+    pub object_lock_days: Option<u32>,
 
     /// `compression.algorithm`: `zstd` or `gzip`.
     #[arg(long, global = true, env = "SEATABLE_BACKUP_COMPRESSION", value_name = "ALGO")]

@@ -102,6 +102,10 @@ struct FileRetention {
     daily: Option<u32>,
     weekly: Option<u32>,
     monthly: Option<u32>,
+    keep_last: Option<u32>,
+    object_lock: Option<String>,
+    object_lock_mode: Option<String>,
+    object_lock_days: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -208,17 +212,34 @@ pub struct SeatableConfig {
     pub mirror_object_storage: bool,
 }
 
-/// How many days the sets of each class are kept.
+/// How many days the sets of each class are kept, and how they are protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionConfig {
     pub daily: u32,
     pub weekly: u32,
     pub monthly: u32,
+    /// `prune` keeps at least this many complete sets of each host, however old (0: only the
+    /// newest, which is always kept).
+    pub keep_last: u32,
+    /// Put an Object Lock retention on every object of a new set when the bucket has Object
+    /// Lock enabled (`auto`), or never (`off`).
+    pub object_lock: bool,
+    pub object_lock_mode: crate::store::LockMode,
+    /// Days a set is locked; `None`: its class's keep days.
+    pub object_lock_days: Option<u32>,
 }
 
 impl Default for RetentionConfig {
     fn default() -> Self {
-        RetentionConfig { daily: 7, weekly: 35, monthly: 365 }
+        RetentionConfig {
+            daily: 7,
+            weekly: 35,
+            monthly: 365,
+            keep_last: 0,
+            object_lock: true,
+            object_lock_mode: crate::store::LockMode::Governance,
+            object_lock_days: None,
+        }
     }
 }
 
@@ -678,11 +699,44 @@ impl Config {
         };
         let fr = file.retention;
         let d = RetentionConfig::default();
+        let object_lock = match a.object_lock.as_deref().or(fr.object_lock.as_deref()).unwrap_or("auto") {
+            "auto" => true,
+            "off" => false,
+            other => {
+                return Err(invalid(
+                    "retention.object_lock",
+                    format!("`{other}`: expected `auto` (lock when the bucket has Object Lock) or `off`"),
+                ))
+            }
+        };
+        let object_lock_mode =
+            match a.object_lock_mode.as_deref().or(fr.object_lock_mode.as_deref()).unwrap_or("governance") {
+                "governance" => crate::store::LockMode::Governance,
+                "compliance" => crate::store::LockMode::Compliance,
+                other => {
+                    return Err(invalid(
+                        "retention.object_lock_mode",
+                        format!("`{other}`: expected `governance` or `compliance`"),
+                    ))
+                }
+            };
         let retention = RetentionConfig {
             daily: a.keep_daily.or(fr.daily).unwrap_or(d.daily),
             weekly: a.keep_weekly.or(fr.weekly).unwrap_or(d.weekly),
             monthly: a.keep_monthly.or(fr.monthly).unwrap_or(d.monthly),
+            keep_last: a.keep_last.or(fr.keep_last).unwrap_or(d.keep_last),
+            object_lock,
+            object_lock_mode,
+            object_lock_days: a.object_lock_days.or(fr.object_lock_days),
         };
+        if retention.keep_last > 10_000 {
+            return Err(invalid("retention.keep_last", "must be at most 10000"));
+        }
+        if let Some(days) = retention.object_lock_days {
+            if !(1..=36_500).contains(&days) {
+                return Err(invalid("retention.object_lock_days", "must be between 1 and 36500 days"));
+            }
+        }
         for (k, v) in [
             ("retention.daily", retention.daily),
             ("retention.weekly", retention.weekly),
@@ -824,6 +878,9 @@ mod tests {
             ("[data]\nexclude = [\"../etc\"]", "data.exclude"),
             ("[compression]\nlevel = 40", "compression.level"),
             ("host = \"a/b\"", "host"),
+            ("[retention]\nobject_lock = \"on\"", "retention.object_lock"),
+            ("[retention]\nobject_lock_mode = \"strict\"", "retention.object_lock_mode"),
+            ("[retention]\ndaily = 0", "retention.daily"),
             ("[seatable]\nlayout = \"newest\"", "seatable.layout"),
             ("[seatable]\nroot = \"rel\"", "seatable.root"),
         ] {

@@ -15,13 +15,16 @@
 pub mod backup;
 pub mod catalog;
 pub mod cli;
+pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod error;
 pub mod list;
 pub mod mirror;
 pub mod plan;
+pub mod prune;
 pub mod restore;
+pub mod retention;
 pub mod seatable;
 pub mod source;
 pub mod store;

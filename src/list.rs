@@ -1,6 +1,5 @@
 //! `list`: the sets in the destination, per host and class, complete or not.
 
-use chrono::Utc;
 use futures::StreamExt;
 use serde::Serialize;
 
@@ -122,7 +121,7 @@ pub fn human_bytes(n: u64) -> String {
 
 fn human_age(set: &SetSummary) -> String {
     let Some(t) = set.created else { return "?".into() };
-    let secs = (Utc::now() - t).num_seconds().max(0);
+    let secs = (crate::clock::now() - t).num_seconds().max(0);
     match secs {
         s if s < 120 => format!("{s}s"),
         s if s < 7200 => format!("{}m", s / 60),

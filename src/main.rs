@@ -5,13 +5,13 @@ use std::process::ExitCode;
 use clap::Parser;
 use seatable_backup::backup::{self, Written};
 use seatable_backup::catalog::{parse_before, Selection};
-use seatable_backup::cli::{Cli, Command, DbModeArg, LogFormat, RestorePart, SetArgs};
+use seatable_backup::cli::{Cli, Command, DbModeArg, LogFormat, RestorePart, RetentionAction, SetArgs};
 use seatable_backup::config::Config;
 use seatable_backup::error::{class_of, hint_of, one_line, Class};
 use seatable_backup::restore::{self, DbMode, Part, RestoreOptions, Staged};
 use seatable_backup::source::untar::UntarOptions;
 use seatable_backup::verify::{self, VerifyOptions};
-use seatable_backup::{list, plan, store};
+use seatable_backup::{clock, list, plan, prune, retention, store};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -71,6 +71,7 @@ fn init_logging(format: LogFormat, level: &str) {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    clock::init_from_env().map_err(seatable_backup::error::usage)?;
     let config = Config::load(cli.global.config.as_deref(), &cli.settings)?;
     let store = store::open(&config).await?;
     match cli.command {
@@ -136,6 +137,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Retention(args) => match args.action {
+            RetentionAction::Show { json } => retention::show(&config, store.as_ref(), json).await,
+            RetentionAction::Apply { dry_run } => retention::apply(&config, store.as_ref(), dry_run).await,
+        },
+        Command::Prune(args) => prune::run(&config, store.clone(), args.dry_run, args.json).await,
         Command::Verify(args) => {
             let opts = VerifyOptions { selection: selection(&args.set, &config, false)?, deep: args.deep };
             verify::run(&config, store.clone(), &opts).await

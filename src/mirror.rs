@@ -170,6 +170,30 @@ pub async fn previous_index(
     Ok(HashMap::new())
 }
 
+/// The directories (`<prefix>/<class>/<host>/<stamp>/`) of the other sets whose objects the
+/// set of `manifest` references from its mirror indexes: they must outlive it.
+pub async fn referenced_sets(
+    store: &Arc<dyn Store>,
+    manifest: &Manifest,
+    config: &Config,
+) -> anyhow::Result<std::collections::BTreeSet<String>> {
+    let prefix = &config.storage.prefix;
+    let base = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+    let mut dirs = std::collections::BTreeSet::new();
+    for o in manifest.objects.iter().filter(|o| o.kind == Kind::MirrorIndex) {
+        for line in read_index(store, o, config).await.with_context(|| format!("reading index `{}`", o.key))? {
+            let Some(rest) = line.at.strip_prefix(&base) else { continue };
+            let mut it = rest.splitn(4, '/');
+            if let (Some(class), Some(host), Some(stamp), Some(_)) = (it.next(), it.next(), it.next(), it.next()) {
+                if holder_of(prefix, &line.at).is_some() {
+                    dirs.insert(format!("{base}{class}/{host}/{stamp}/"));
+                }
+            }
+        }
+    }
+    Ok(dirs)
+}
+
 fn mirrored_bucket(o: &ObjectEntry) -> Option<&str> {
     o.mirror.as_ref().map(|m| m.bucket.as_str())
 }

@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::Arc;
 
 use common::fixtures::{self, Fixture, S3Fixture};
@@ -16,33 +15,11 @@ use seatable_backup::config::RequestChecksums;
 use seatable_backup::store::s3::S3Store;
 use seatable_backup::store::Store;
 
-fn garage(args: &[&str]) {
-    let e = env();
-    let out = Command::new(e.get("SEATABLE_BACKUP_TEST_GARAGE_BIN"))
-        .arg("-c")
-        .arg(e.get("SEATABLE_BACKUP_TEST_GARAGE_CONFIG"))
-        .args(args)
-        .output()
-        .expect("garage CLI");
-    assert!(out.status.success(), "garage {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-}
-
 /// Five fresh buckets (storage, commit, fs, block, avatar) the test key may use.
 fn buckets(tag: &str) -> [String; 5] {
-    let e = env();
     let names = ["storage", "commit", "fs", "block", "avatar"].map(|b| format!("mir-{tag}-{}-{b}", std::process::id()));
     for b in &names {
-        garage(&["bucket", "create", b]);
-        garage(&[
-            "bucket",
-            "allow",
-            "--read",
-            "--write",
-            "--owner",
-            b,
-            "--key",
-            e.get("SEATABLE_BACKUP_TEST_ACCESS_KEY_ID"),
-        ]);
+        common::garage_bucket(b);
     }
     names
 }

@@ -277,13 +277,17 @@ impl Store for LocalStore {
             let (mut files, mut partials) = (Vec::new(), Vec::new());
             walk(&root, &root, &mut files, &mut partials)?;
             let mut out = Vec::new();
-            for (key, _) in partials {
+            for (key, path) in partials {
                 // `dir/.name.partial-<id>` stands for key `dir/name`.
                 let (dir, file) = key.rsplit_once('/').unwrap_or(("", &key));
                 let Some((name, id)) = file.strip_prefix('.').and_then(|f| f.split_once(PARTIAL)) else { continue };
                 let final_key = if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") };
                 if final_key.starts_with(&prefix) {
-                    out.push(OpenUpload { key: final_key, upload_id: id.to_string() });
+                    let initiated = std::fs::metadata(&path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .map(chrono::DateTime::<chrono::Utc>::from);
+                    out.push(OpenUpload { key: final_key, upload_id: id.to_string(), initiated });
                 }
             }
             out.sort_by(|a, b| a.key.cmp(&b.key));

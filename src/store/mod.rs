@@ -39,6 +39,10 @@ pub enum StoreError {
     Short { key: String, start: u64, end: u64, got: u64 },
     #[error("invalid key `{key}`: {reason}")]
     InvalidKey { key: String, reason: &'static str },
+    /// The store has no such feature (lifecycle rules on a local directory, or a store that
+    /// answers NotImplemented).
+    #[error("{store} does not support {what}: {detail}")]
+    Unsupported { store: String, what: &'static str, detail: String },
 }
 
 /// One object in a listing.
@@ -56,7 +60,46 @@ pub struct ObjectInfo {
 pub struct OpenUpload {
     pub key: String,
     pub upload_id: String,
+    /// When it was started, where the store says.
+    pub initiated: Option<DateTime<Utc>>,
 }
+
+/// What a bucket does besides storing objects, as far as retention cares.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BucketFeatures {
+    /// Versioning is (or was) enabled: an expired object leaves noncurrent versions behind.
+    pub versioning: bool,
+    /// Object Lock is enabled on the bucket.
+    pub object_lock: bool,
+}
+
+/// An Object Lock retention to put on an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub mode: LockMode,
+    pub until: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// Users with `s3:BypassGovernanceRetention` can still delete.
+    Governance,
+    /// Nobody can delete before the date, not even the account's root user.
+    Compliance,
+}
+
+impl LockMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockMode::Governance => "GOVERNANCE",
+            LockMode::Compliance => "COMPLIANCE",
+        }
+    }
+}
+
+/// A bucket's lifecycle rules, as the S3 API has them (rules this tool does not write are
+/// kept as they are).
+pub type LifecycleRule = aws_sdk_s3::types::LifecycleRule;
 
 /// What the store answered for one uploaded part; handed back at completion.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +139,29 @@ pub trait Store: Send + Sync + 'static {
     /// it cannot; the caller streams the object instead.
     async fn copy_from(&self, _src: &s3::CopySource, _key: &str) -> Result<bool, StoreError> {
         Ok(false)
+    }
+    /// The bucket's lifecycle rules (empty when it has none).
+    async fn lifecycle_rules(&self) -> Result<Vec<LifecycleRule>, StoreError> {
+        Err(self.unsupported("lifecycle rules"))
+    }
+    /// Replaces the bucket's lifecycle rules with `rules` (all of them: the caller merges).
+    async fn put_lifecycle_rules(&self, _rules: Vec<LifecycleRule>) -> Result<(), StoreError> {
+        Err(self.unsupported("lifecycle rules"))
+    }
+    /// Versioning and Object Lock of the bucket (a store without them has neither).
+    async fn features(&self) -> Result<BucketFeatures, StoreError> {
+        Ok(BucketFeatures::default())
+    }
+    /// Puts an Object Lock retention on an object.
+    async fn lock_object(&self, _key: &str, _retention: Retention) -> Result<(), StoreError> {
+        Err(self.unsupported("Object Lock"))
+    }
+    fn unsupported(&self, what: &'static str) -> StoreError {
+        StoreError::Unsupported {
+            store: self.describe(),
+            what,
+            detail: "a local directory keeps no bucket configuration".into(),
+        }
     }
 }
 

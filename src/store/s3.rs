@@ -17,7 +17,10 @@ use aws_sdk_s3::Client;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
-use super::{check_key, ByteReader, MultipartUpload, ObjectInfo, OpenUpload, PartReceipt, Store, StoreError};
+use super::{
+    check_key, BucketFeatures, ByteReader, LifecycleRule, LockMode, MultipartUpload, ObjectInfo, OpenUpload,
+    PartReceipt, Retention, Store, StoreError,
+};
 use crate::config::{RequestChecksums, S3Settings};
 
 pub struct S3Store {
@@ -441,7 +444,11 @@ impl Store for S3Store {
                 .map_err(|e| self.map("list multipart uploads", prefix, e))?;
             for u in page.uploads() {
                 if let (Some(k), Some(id)) = (u.key(), u.upload_id()) {
-                    out.push(OpenUpload { key: k.to_string(), upload_id: id.to_string() });
+                    out.push(OpenUpload {
+                        key: k.to_string(),
+                        upload_id: id.to_string(),
+                        initiated: to_utc(u.initiated()),
+                    });
                 }
             }
             if page.is_truncated() != Some(true) {
@@ -455,6 +462,118 @@ impl Store for S3Store {
             (key_marker, id_marker) = (next_key, next_id);
         }
         Ok(out)
+    }
+
+    async fn lifecycle_rules(&self) -> Result<Vec<LifecycleRule>, StoreError> {
+        match self.client.get_bucket_lifecycle_configuration().bucket(&self.bucket).send().await {
+            Ok(out) => Ok(out.rules().to_vec()),
+            // Garage answers 204 with no body when a bucket has no rules.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 204) => Ok(Vec::new()),
+            Err(e) => match self.map_bucket_op("get lifecycle configuration", "lifecycle rules", e) {
+                StoreError::Service { detail, .. } if detail.starts_with("NoSuchLifecycleConfiguration") => {
+                    Ok(Vec::new())
+                }
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn put_lifecycle_rules(&self, rules: Vec<LifecycleRule>) -> Result<(), StoreError> {
+        if rules.is_empty() {
+            // S3 wants at least one rule in a configuration; none is a deletion.
+            self.client
+                .delete_bucket_lifecycle()
+                .bucket(&self.bucket)
+                .send()
+                .await
+                .map_err(|e| self.map_bucket_op("delete lifecycle configuration", "lifecycle rules", e))?;
+            return Ok(());
+        }
+        let conf =
+            aws_sdk_s3::types::BucketLifecycleConfiguration::builder().set_rules(Some(rules)).build().map_err(|e| {
+                StoreError::Service {
+                    op: "put lifecycle configuration",
+                    target: self.target(""),
+                    detail: e.to_string(),
+                }
+            })?;
+        self.client
+            .put_bucket_lifecycle_configuration()
+            .bucket(&self.bucket)
+            .lifecycle_configuration(conf)
+            .send()
+            .await
+            .map_err(|e| self.map_bucket_op("put lifecycle configuration", "lifecycle rules", e))?;
+        Ok(())
+    }
+
+    async fn features(&self) -> Result<BucketFeatures, StoreError> {
+        use aws_sdk_s3::types::{BucketVersioningStatus, ObjectLockEnabled};
+        let versioning = match self.client.get_bucket_versioning().bucket(&self.bucket).send().await {
+            Ok(out) => out
+                .status()
+                .is_some_and(|s| matches!(s, BucketVersioningStatus::Enabled | BucketVersioningStatus::Suspended)),
+            Err(e) => match self.map_bucket_op("get versioning", "versioning", e) {
+                StoreError::Unsupported { .. } => false,
+                other => return Err(other),
+            },
+        };
+        let object_lock = match self.client.get_object_lock_configuration().bucket(&self.bucket).send().await {
+            Ok(out) => out
+                .object_lock_configuration()
+                .and_then(|c| c.object_lock_enabled())
+                .is_some_and(|e| *e == ObjectLockEnabled::Enabled),
+            Err(e) => match self.map_bucket_op("get object lock configuration", "Object Lock", e) {
+                StoreError::Unsupported { .. } => false,
+                StoreError::Service { detail, .. } if detail.starts_with("ObjectLockConfigurationNotFound") => false,
+                other => return Err(other),
+            },
+        };
+        Ok(BucketFeatures { versioning, object_lock })
+    }
+
+    async fn lock_object(&self, key: &str, retention: Retention) -> Result<(), StoreError> {
+        use aws_sdk_s3::types::{ObjectLockRetention, ObjectLockRetentionMode};
+        check_key(key)?;
+        let mode = match retention.mode {
+            LockMode::Governance => ObjectLockRetentionMode::Governance,
+            LockMode::Compliance => ObjectLockRetentionMode::Compliance,
+        };
+        let until = aws_sdk_s3::primitives::DateTime::from_secs(retention.until.timestamp());
+        self.client
+            .put_object_retention()
+            .bucket(&self.bucket)
+            .key(key)
+            .retention(ObjectLockRetention::builder().mode(mode).retain_until_date(until).build())
+            .send()
+            .await
+            .map_err(|e| self.map("put object retention", key, e))?;
+        Ok(())
+    }
+}
+
+impl S3Store {
+    /// Like `map`, but a store that does not implement the call says so (`Unsupported`).
+    fn map_bucket_op<E>(
+        &self,
+        op: &'static str,
+        what: &'static str,
+        err: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    ) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let not_implemented = err.raw_response().is_some_and(|r| r.status().as_u16() == 501);
+        match self.map(op, "", err) {
+            StoreError::Service { detail, .. }
+                if not_implemented
+                    || detail.starts_with("NotImplemented")
+                    || detail.starts_with("MethodNotAllowed") =>
+            {
+                StoreError::Unsupported { store: self.describe(), what, detail }
+            }
+            other => other,
+        }
     }
 }
 

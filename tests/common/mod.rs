@@ -178,6 +178,33 @@ impl TestEnv {
     }
 }
 
+/// Runs the garage CLI of the test environment (creating buckets and keys); panics on failure.
+pub fn garage_cli(args: &[&str]) {
+    let e = env();
+    let out = Command::new(e.get("SEATABLE_BACKUP_TEST_GARAGE_BIN"))
+        .arg("-c")
+        .arg(e.get("SEATABLE_BACKUP_TEST_GARAGE_CONFIG"))
+        .args(args)
+        .output()
+        .expect("garage CLI");
+    assert!(out.status.success(), "garage {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+}
+
+/// Creates bucket `name` in Garage, owned (read, write) by the test key.
+pub fn garage_bucket(name: &str) {
+    garage_cli(&["bucket", "create", name]);
+    garage_cli(&[
+        "bucket",
+        "allow",
+        "--read",
+        "--write",
+        "--owner",
+        name,
+        "--key",
+        env().get("SEATABLE_BACKUP_TEST_ACCESS_KEY_ID"),
+    ]);
+}
+
 /// A fresh key prefix per test, so tests share one bucket without seeing each other.
 pub fn unique_prefix(name: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};

@@ -1,0 +1,455 @@
+//! `prune`: client-side retention for stores without lifecycle rules (a local directory, or an
+//! S3-compatible store that refuses them). The same ages as the lifecycle rules: a set goes on
+//! the day its class's rule would expire it (stamp + keep days, rounded up to the next
+//! midnight UTC).
+//!
+//! Whatever the ages say, prune never deletes:
+//! - the newest complete set of any host (nor the `retention.keep_last` newest);
+//! - a set whose mirrored objects a kept set references (they must outlive it).
+//!
+//! A set is deleted manifest FIRST: a prune cut short leaves a set without manifest, which
+//! every command treats as incomplete, never a complete-looking set with missing parts.
+//! Multipart uploads of this tool left open for over a day are aborted too.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde::Serialize;
+
+use crate::catalog::{self, check_manifest, group_sets, Manifest, SetSummary, MANIFEST};
+use crate::config::Config;
+use crate::error::{Class as ErrClass, Failure};
+use crate::list::human_bytes;
+use crate::store::{ObjectInfo, OpenUpload, Store};
+use crate::{clock, mirror};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Delete,
+    Keep,
+}
+
+/// What prune decided for one set, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    pub set: String,
+    pub dir: String,
+    pub complete: bool,
+    pub objects: usize,
+    pub bytes: u64,
+    pub expires_on: Option<chrono::NaiveDate>,
+    pub action: Action,
+    pub why: String,
+}
+
+/// A set as prune sees it.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub summary: SetSummary,
+    /// Its manifest checks out against the stored objects.
+    pub restorable: bool,
+}
+
+/// Decides, without touching the store, which sets go. `references` gives for a set's
+/// directory the directories of the sets it references (read only for sets that are kept).
+pub fn decide(
+    sets: &[Candidate],
+    config: &Config,
+    now: DateTime<Utc>,
+    references: &BTreeMap<String, BTreeSet<String>>,
+) -> Vec<Decision> {
+    let r = &config.retention;
+    let today = now.date_naive();
+    // Per host, newest first: the protected ones.
+    let mut protected: BTreeMap<String, String> = BTreeMap::new();
+    let mut hosts: BTreeMap<&str, Vec<&Candidate>> = BTreeMap::new();
+    for c in sets {
+        hosts.entry(c.summary.host.as_str()).or_default().push(c);
+    }
+    for (host, mut list) in hosts {
+        list.sort_by(|a, b| b.summary.stamp.cmp(&a.summary.stamp));
+        let keep = r.keep_last.max(1) as usize;
+        for (n, c) in list.iter().filter(|c| c.summary.complete && c.restorable).take(keep).enumerate() {
+            let why = if n == 0 {
+                format!("the newest complete set of host `{host}`: always kept")
+            } else {
+                format!("one of the {keep} newest complete sets of host `{host}` (`retention.keep_last`)")
+            };
+            protected.insert(c.summary.dir.clone(), why);
+        }
+        // No set of this host checks out: keep its newest set with a manifest all the same.
+        if !list.iter().any(|c| c.summary.complete && c.restorable) {
+            if let Some(c) = list.iter().find(|c| c.summary.complete) {
+                protected.insert(
+                    c.summary.dir.clone(),
+                    format!("the newest set with a manifest of host `{host}` (none of its sets checks out): kept"),
+                );
+            }
+        }
+    }
+    let expires = |c: &Candidate| c.summary.created.map(|t| catalog::expires_on(c.summary.class, t, r));
+    let due = |c: &Candidate| expires(c).is_some_and(|d| d <= today);
+    // Sets referenced by a kept set are kept; references point at older sets, so walking
+    // newest first sees every referrer before the sets it references.
+    let mut order: Vec<&Candidate> = sets.iter().collect();
+    order.sort_by(|a, b| b.summary.stamp.cmp(&a.summary.stamp));
+    let mut kept_for: BTreeMap<String, String> = BTreeMap::new();
+    for c in &order {
+        let kept = !due(c) || protected.contains_key(&c.summary.dir) || kept_for.contains_key(&c.summary.dir);
+        if !kept {
+            continue;
+        }
+        for dir in references.get(&c.summary.dir).into_iter().flatten() {
+            if dir != &c.summary.dir {
+                kept_for.entry(dir.clone()).or_insert_with(|| c.summary.id().to_string());
+            }
+        }
+    }
+    let mut out: Vec<Decision> = sets
+        .iter()
+        .map(|c| {
+            let s = &c.summary;
+            let exp = expires(c);
+            let (action, why) = if let Some(why) = protected.get(&s.dir) {
+                (Action::Keep, why.clone())
+            } else if let Some(by) = kept_for.get(&s.dir) {
+                (Action::Keep, format!("set {by} references its mirrored objects"))
+            } else if due(c) {
+                (
+                    Action::Delete,
+                    format!(
+                        "{} set older than {} days{}",
+                        s.class,
+                        s.class.keep_days(r),
+                        if s.complete { "" } else { " (incomplete)" }
+                    ),
+                )
+            } else {
+                (Action::Keep, format!("within its {} days", s.class.keep_days(r)))
+            };
+            Decision {
+                set: s.id().to_string(),
+                dir: s.dir.clone(),
+                complete: s.complete,
+                objects: s.objects,
+                bytes: s.bytes,
+                expires_on: exp,
+                action,
+                why,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.set.cmp(&b.set));
+    out
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    destination: String,
+    now: DateTime<Utc>,
+    dry_run: bool,
+    sets: Vec<Decision>,
+    deleted_sets: usize,
+    deleted_bytes: u64,
+    /// Open multipart uploads of this tool started over a day ago.
+    stale_uploads: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    failures: Vec<String>,
+}
+
+/// Manifests read at once.
+const IN_FLIGHT: usize = 8;
+/// Uploads left open longer than this are dead runs' leftovers.
+const STALE_UPLOAD_HOURS: i64 = 24;
+
+pub async fn run(config: &Config, store: Arc<dyn Store>, dry_run: bool, json: bool) -> anyhow::Result<()> {
+    let now = clock::now();
+    let prefix = &config.storage.prefix;
+    let base = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+    let objects = store.list(&base).await.with_context(|| format!("listing {}", store.describe()))?;
+    let summaries = group_sets(prefix, &objects);
+    let in_dir =
+        |dir: &str| -> Vec<ObjectInfo> { objects.iter().filter(|o| o.key.starts_with(dir)).cloned().collect() };
+
+    // Read every manifest: whether each set checks out, and what its kept sets reference.
+    let loaded: Vec<(Candidate, Option<Manifest>)> = futures::stream::iter(summaries)
+        .map(|summary| {
+            let store = store.clone();
+            let mine = in_dir(&summary.dir);
+            async move {
+                if !summary.complete {
+                    return (Candidate { summary, restorable: false }, None);
+                }
+                let id = summary.id();
+                let manifest = match store.get_object(&id.key(prefix, MANIFEST)).await {
+                    Ok(bytes) => Manifest::from_json(&bytes).ok(),
+                    Err(e) => {
+                        tracing::warn!(set = %id, error = %e, "cannot read the manifest");
+                        None
+                    }
+                };
+                let restorable = manifest.as_ref().is_some_and(|m| check_manifest(&id, prefix, m, &mine).is_ok());
+                (Candidate { summary, restorable }, manifest)
+            }
+        })
+        .buffered(IN_FLIGHT)
+        .collect()
+        .await;
+    let candidates: Vec<Candidate> = loaded.iter().map(|(c, _)| c.clone()).collect();
+    // References matter only for sets that are kept: decide once without them, then read the
+    // indexes of the kept sets that mirror buckets, and decide again.
+    let first = decide(&candidates, config, now, &BTreeMap::new());
+    let mut references = BTreeMap::new();
+    for (c, m) in &loaded {
+        let Some(m) = m else { continue };
+        let kept = first.iter().any(|d| d.dir == c.summary.dir && d.action == Action::Keep);
+        if kept && m.objects.iter().any(|o| o.kind == catalog::Kind::MirrorIndex) {
+            let dirs = mirror::referenced_sets(&store, m, config)
+                .await
+                .with_context(|| format!("reading what set {} references", c.summary.id()))?;
+            references.insert(c.summary.dir.clone(), dirs);
+        }
+    }
+    let decisions = decide(&candidates, config, now, &references);
+
+    let mut failures = Vec::new();
+    let (mut deleted_sets, mut deleted_bytes) = (0, 0);
+    for d in decisions.iter().filter(|d| d.action == Action::Delete) {
+        if dry_run {
+            continue;
+        }
+        match delete_set(store.as_ref(), &d.dir, in_dir(&d.dir)).await {
+            Ok(()) => {
+                deleted_sets += 1;
+                deleted_bytes += d.bytes;
+                tracing::info!(set = %d.set, bytes = d.bytes, "pruned: {}", d.why);
+            }
+            Err(e) => {
+                tracing::error!(set = %d.set, error = %e, "could not prune the set");
+                failures.push(format!("set {}: {e}", d.set));
+            }
+        }
+    }
+
+    let stale: Vec<OpenUpload> = store
+        .list_open_uploads(&base)
+        .await
+        .with_context(|| format!("listing open uploads in {}", store.describe()))?
+        .into_iter()
+        .filter(|u| is_set_key(prefix, &u.key))
+        .filter(|u| u.initiated.is_some_and(|t| now - t > chrono::Duration::hours(STALE_UPLOAD_HOURS)))
+        .collect();
+    for u in &stale {
+        if dry_run {
+            continue;
+        }
+        match store.abort_upload(u).await {
+            Ok(()) => tracing::info!(key = %u.key, "aborted an upload left open for over a day"),
+            Err(e) => failures.push(format!("aborting the upload of `{}`: {e}", u.key)),
+        }
+    }
+
+    let report = Report {
+        destination: store.describe(),
+        now,
+        dry_run,
+        deleted_sets,
+        deleted_bytes,
+        stale_uploads: stale.iter().map(|u| u.key.clone()).collect(),
+        failures: failures.clone(),
+        sets: decisions,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render(&report));
+    }
+    if let Some(first) = failures.first() {
+        return Err(Failure::new(
+            ErrClass::Storage,
+            format!("prune failed for {} item(s); first: {first}", failures.len()),
+        )
+        .with_hint("a set whose manifest was deleted shows as INCOMPLETE in `list` and is pruned again next time")
+        .into());
+    }
+    Ok(())
+}
+
+/// A key inside a set (`<prefix>/<class>/<host>/<stamp>/...`).
+fn is_set_key(prefix: &str, key: &str) -> bool {
+    !group_sets(prefix, &[ObjectInfo { key: key.to_string(), size: 0, last_modified: None, etag: None }]).is_empty()
+}
+
+/// Deletes a set: its manifest first, then everything else under its directory.
+async fn delete_set(store: &dyn Store, dir: &str, objects: Vec<ObjectInfo>) -> anyhow::Result<()> {
+    let manifest = format!("{dir}{MANIFEST}");
+    if objects.iter().any(|o| o.key == manifest) {
+        store.delete(&manifest).await.with_context(|| format!("deleting `{manifest}`"))?;
+    }
+    let rest: Vec<String> = objects.into_iter().map(|o| o.key).filter(|k| *k != manifest).collect();
+    let results: Vec<anyhow::Result<()>> = futures::stream::iter(rest)
+        .map(|k| async move { store.delete(&k).await.with_context(|| format!("deleting `{k}`")) })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+fn render(r: &Report) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Prune of {} at {}{}",
+        r.destination,
+        r.now.format("%Y-%m-%d %H:%M:%S UTC"),
+        if r.dry_run { " (dry run: nothing deleted)" } else { "" }
+    );
+    if r.sets.is_empty() {
+        let _ = writeln!(s, "No sets.");
+    }
+    for d in &r.sets {
+        let verb = match (d.action, r.dry_run) {
+            (Action::Keep, _) => "keep",
+            (Action::Delete, true) => "would delete",
+            (Action::Delete, false) => "delete",
+        };
+        let _ = writeln!(
+            s,
+            "  {verb:<12} {:<48} {:>10}  expires {}  {}",
+            d.set,
+            human_bytes(d.bytes),
+            d.expires_on.map(|e| e.to_string()).unwrap_or_else(|| "?".into()),
+            d.why
+        );
+    }
+    let to_delete: Vec<&Decision> = r.sets.iter().filter(|d| d.action == Action::Delete).collect();
+    let bytes: u64 = to_delete.iter().map(|d| d.bytes).sum();
+    if r.dry_run {
+        let _ = writeln!(s, "Would delete {} set(s), {}.", to_delete.len(), human_bytes(bytes));
+    } else {
+        let _ = writeln!(s, "Deleted {} set(s), {}.", r.deleted_sets, human_bytes(r.deleted_bytes));
+    }
+    if !r.stale_uploads.is_empty() {
+        let _ = writeln!(
+            s,
+            "{} {} upload(s) left open for over a day: {}",
+            if r.dry_run { "Would abort" } else { "Aborted" },
+            r.stale_uploads.len(),
+            r.stale_uploads.join(", ")
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{parse_stamp, Class};
+
+    fn config(keep_last: u32) -> Config {
+        let mut c = Config::from_toml("", std::path::Path::new("/x.toml")).unwrap();
+        c.retention.keep_last = keep_last;
+        c
+    }
+
+    fn cand(class: Class, host: &str, stamp: &str, complete: bool) -> Candidate {
+        Candidate {
+            summary: SetSummary {
+                class,
+                host: host.into(),
+                stamp: stamp.into(),
+                complete,
+                objects: 2,
+                bytes: 10,
+                created: parse_stamp(stamp),
+                dir: format!("p/{class}/{host}/{stamp}/"),
+            },
+            restorable: complete,
+        }
+    }
+
+    fn action_of<'a>(d: &'a [Decision], set: &str) -> &'a Decision {
+        d.iter().find(|x| x.set == set).unwrap()
+    }
+
+    #[test]
+    fn ages_follow_the_lifecycle_rules() {
+        let now = parse_stamp("2026-12-20T030000Z").unwrap();
+        let sets = [
+            cand(Class::Monthly, "a", "2026-11-01T020000Z", true),
+            cand(Class::Weekly, "a", "2026-11-09T020000Z", true), // expires 12-15
+            cand(Class::Weekly, "a", "2026-11-16T020000Z", true), // expires 12-22
+            cand(Class::Daily, "a", "2026-12-12T020000Z", true),  // expires 12-20: due today
+            cand(Class::Daily, "a", "2026-12-13T020000Z", true),  // expires 12-21
+            cand(Class::Daily, "a", "2026-12-01T020000Z", false),
+            cand(Class::Daily, "a", "2026-12-19T020000Z", true),
+        ];
+        let d = decide(&sets, &config(0), now, &BTreeMap::new());
+        assert_eq!(action_of(&d, "monthly/a/2026-11-01T020000Z").action, Action::Keep);
+        assert_eq!(action_of(&d, "weekly/a/2026-11-09T020000Z").action, Action::Delete);
+        assert_eq!(action_of(&d, "weekly/a/2026-11-16T020000Z").action, Action::Keep);
+        assert_eq!(action_of(&d, "daily/a/2026-12-12T020000Z").action, Action::Delete);
+        assert_eq!(action_of(&d, "daily/a/2026-12-13T020000Z").action, Action::Keep);
+        let inc = action_of(&d, "daily/a/2026-12-01T020000Z");
+        assert_eq!(inc.action, Action::Delete);
+        assert!(inc.why.contains("incomplete"));
+    }
+
+    #[test]
+    fn the_newest_complete_set_of_every_host_stays() {
+        let now = parse_stamp("2027-06-01T000000Z").unwrap();
+        let sets = [
+            cand(Class::Daily, "a", "2026-12-01T020000Z", true),
+            cand(Class::Daily, "a", "2026-12-02T020000Z", true),
+            cand(Class::Daily, "a", "2026-12-03T020000Z", false),
+            cand(Class::Daily, "b", "2026-10-01T020000Z", true),
+        ];
+        let d = decide(&sets, &config(0), now, &BTreeMap::new());
+        assert_eq!(action_of(&d, "daily/a/2026-12-01T020000Z").action, Action::Delete);
+        assert_eq!(action_of(&d, "daily/a/2026-12-02T020000Z").action, Action::Keep);
+        assert_eq!(action_of(&d, "daily/a/2026-12-03T020000Z").action, Action::Delete);
+        assert_eq!(action_of(&d, "daily/b/2026-10-01T020000Z").action, Action::Keep);
+        let d = decide(&sets, &config(2), now, &BTreeMap::new());
+        assert_eq!(action_of(&d, "daily/a/2026-12-01T020000Z").action, Action::Keep);
+    }
+
+    #[test]
+    fn a_damaged_newest_set_does_not_protect_itself_alone() {
+        let now = parse_stamp("2027-06-01T000000Z").unwrap();
+        let mut damaged = cand(Class::Daily, "a", "2026-12-02T020000Z", true);
+        damaged.restorable = false;
+        let sets = [cand(Class::Daily, "a", "2026-12-01T020000Z", true), damaged];
+        let d = decide(&sets, &config(0), now, &BTreeMap::new());
+        assert_eq!(action_of(&d, "daily/a/2026-12-01T020000Z").action, Action::Keep);
+        assert_eq!(action_of(&d, "daily/a/2026-12-02T020000Z").action, Action::Delete);
+    }
+
+    #[test]
+    fn sets_referenced_by_kept_sets_stay() {
+        let now = parse_stamp("2027-06-01T000000Z").unwrap();
+        let sets = [
+            cand(Class::Monthly, "a", "2026-01-01T020000Z", true),
+            cand(Class::Daily, "a", "2026-01-02T020000Z", true),
+        ];
+        let refs = BTreeMap::from([(
+            "p/daily/a/2026-01-02T020000Z/".to_string(),
+            BTreeSet::from(["p/monthly/a/2026-01-01T020000Z/".to_string()]),
+        )]);
+        let d = decide(&sets, &config(0), now, &refs);
+        let m = action_of(&d, "monthly/a/2026-01-01T020000Z");
+        assert_eq!(m.action, Action::Keep);
+        assert!(m.why.contains("references"), "{}", m.why);
+    }
+
+    #[test]
+    fn set_keys_are_recognised() {
+        assert!(is_set_key("p", "p/daily/h/2026-12-01T020000Z/db/x.sql.zst"));
+        assert!(!is_set_key("p", "p/other/thing"));
+        assert!(!is_set_key("p", "q/daily/h/2026-12-01T020000Z/db/x.sql.zst"));
+    }
+}

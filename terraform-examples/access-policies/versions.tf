@@ -1,0 +1,4 @@
+terraform {
+  # This module uses no provider, so it can be evaluated without `terraform init`.
+  required_version = ">= 1.3"
+}

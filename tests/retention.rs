@@ -1,0 +1,358 @@
+//! Retention against the real Garage: lifecycle rules (`retention show/apply`, merged with a
+//! rule that is not ours, applied twice without change), the class of a run placed on chosen
+//! days by the settable clock (`SEATABLE_BACKUP_NOW`), and `prune` on synthetic sets with
+//! chosen stamps, on Garage and on the local-directory store (which refuses lifecycle rules and
+//! points to prune).
+
+mod common;
+
+use std::sync::Arc;
+
+use aws_sdk_s3::types::{ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter};
+use common::{assert_exit, env, stderr, stdout, unique_prefix, Run};
+use seatable_backup::catalog::{self, Class, Kind, Manifest, ObjectEntry, SetId, SourceInfo};
+use seatable_backup::config::RequestChecksums;
+use seatable_backup::retention::RuleSpec;
+use seatable_backup::store::local::LocalStore;
+use seatable_backup::store::s3::S3Store;
+use seatable_backup::store::Store;
+
+/// A bucket of its own: lifecycle rules are per bucket, and other tests share the main one.
+fn own_bucket(tag: &str) -> String {
+    let name = format!("ret-{tag}-{}", std::process::id());
+    common::garage_bucket(&name);
+    name
+}
+
+async fn store_of(bucket: &str, checksums: RequestChecksums) -> Arc<dyn Store> {
+    Arc::new(S3Store::new(bucket, &env().s3_settings(checksums)).await.expect("S3 store"))
+}
+
+fn foreign_rule() -> LifecycleRule {
+    LifecycleRule::builder()
+        .id("keep-logs-30-days")
+        .status(ExpirationStatus::Enabled)
+        .filter(LifecycleRuleFilter::builder().prefix("logs/").build())
+        .expiration(LifecycleExpiration::builder().days(30).build())
+        .build()
+        .unwrap()
+}
+
+fn ids(rules: &[LifecycleRule]) -> Vec<String> {
+    rules.iter().map(|r| r.id().unwrap_or_default().to_string()).collect()
+}
+
+#[tokio::test]
+async fn lifecycle_rules_round_trip_on_garage() {
+    for (tag, checksums, flag) in [
+        ("ws", RequestChecksums::WhenSupported, "when_supported"),
+        ("wr", RequestChecksums::WhenRequired, "when_required"),
+    ] {
+        let bucket = own_bucket(tag);
+        let store = store_of(&bucket, checksums).await;
+        // A user's rule is there first.
+        store.put_lifecycle_rules(vec![foreign_rule()]).await.unwrap();
+        let run = |args: &[&str]| {
+            Run::garage(args, "backups")
+                .env("SEATABLE_BACKUP_DESTINATION", format!("s3://{bucket}"))
+                .env("SEATABLE_BACKUP_S3_REQUEST_CHECKSUMS", flag)
+                .output()
+        };
+
+        let out = run(&["retention", "show"]);
+        assert_exit(&out, 0);
+        let text = stdout(&out);
+        assert!(text.contains("keep-logs-30-days") && text.contains("not ours, kept"), "{text}");
+        assert!(text.contains("seatable-backup:backups:daily") && text.contains("[MISSING]"), "{text}");
+        assert!(text.contains("do NOT match"), "{text}");
+
+        let out = run(&["retention", "apply", "--dry-run"]);
+        assert_exit(&out, 0);
+        assert!(stdout(&out).contains("Dry run: nothing written"), "{}", stdout(&out));
+        assert_eq!(ids(&store.lifecycle_rules().await.unwrap()), ["keep-logs-30-days"]);
+
+        let out = run(&["retention", "apply"]);
+        assert_exit(&out, 0);
+        let rules = store.lifecycle_rules().await.unwrap();
+        assert_eq!(
+            ids(&rules),
+            [
+                "keep-logs-30-days",
+                "seatable-backup:backups:daily",
+                "seatable-backup:backups:weekly",
+                "seatable-backup:backups:monthly",
+                "seatable-backup:backups:abort-incomplete-uploads"
+            ]
+        );
+        // The foreign rule is untouched; ours are what the defaults say.
+        assert_eq!(rules[0], foreign_rule());
+        let specs: Vec<RuleSpec> = rules[1..].iter().map(RuleSpec::from_sdk).collect();
+        assert_eq!(
+            specs,
+            seatable_backup::retention::wanted_rules(
+                "backups",
+                &seatable_backup::config::RetentionConfig::default(),
+                false
+            )
+        );
+        assert_eq!(specs[0].prefix, "backups/daily/");
+        assert_eq!(specs[0].expiration_days, Some(7));
+        assert_eq!(specs[3].abort_incomplete_days, Some(1));
+
+        let out = run(&["retention", "show", "--json"]);
+        assert_exit(&out, 0);
+        let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert_eq!(v["lifecycle"]["matches"], true, "{v}");
+        let out = run(&["retention", "show"]);
+        assert!(stdout(&out).contains("are the ones this configuration expects"), "{}", stdout(&out));
+
+        // Twice is a no-op: nothing written.
+        let out = run(&["retention", "apply"]);
+        assert_exit(&out, 0);
+        assert!(stdout(&out).contains("nothing to change"), "{}", stdout(&out));
+        assert_eq!(store.lifecycle_rules().await.unwrap(), rules);
+
+        // New keep days: our daily rule is rewritten, the rest stays.
+        let out = Run::garage(&["retention", "apply", "--keep-daily", "3"], "backups")
+            .env("SEATABLE_BACKUP_DESTINATION", format!("s3://{bucket}"))
+            .env("SEATABLE_BACKUP_S3_REQUEST_CHECKSUMS", flag)
+            .output();
+        assert_exit(&out, 0);
+        let after = store.lifecycle_rules().await.unwrap();
+        assert_eq!(ids(&after), ids(&rules));
+        assert_eq!(after[0], foreign_rule());
+        assert_eq!(RuleSpec::from_sdk(&after[1]).expiration_days, Some(3));
+        let out = run(&["retention", "show"]);
+        assert!(stdout(&out).contains("DIFFERS"), "{}", stdout(&out));
+
+        // Another configuration (prefix) sharing the bucket leaves our rules alone.
+        let out = Run::garage(&["retention", "apply"], "other")
+            .env("SEATABLE_BACKUP_DESTINATION", format!("s3://{bucket}"))
+            .env("SEATABLE_BACKUP_S3_REQUEST_CHECKSUMS", flag)
+            .output();
+        assert_exit(&out, 0);
+        let both = store.lifecycle_rules().await.unwrap();
+        assert_eq!(both.len(), 9, "{:?}", ids(&both));
+        assert_eq!(&both[..5], &after[..]);
+    }
+}
+
+#[test]
+fn a_store_without_lifecycle_rules_points_to_prune() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = format!("file://{}", dir.path().display());
+    let out = Run::new(&["retention", "apply"]).env("SEATABLE_BACKUP_DESTINATION", &dest).output();
+    assert_exit(&out, 4);
+    let err = stderr(&out);
+    assert!(err.contains("does not support lifecycle rules"), "{err}");
+    assert!(err.contains("hint:") && err.contains("seatable-backup prune"), "{err}");
+    let out = Run::new(&["retention", "show"]).env("SEATABLE_BACKUP_DESTINATION", &dest).output();
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("seatable-backup prune"), "{}", stdout(&out));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "retention wrote into the store");
+}
+
+/// Writes a complete synthetic set: one small dump object and its manifest.
+async fn synthetic_set(store: &dyn Store, prefix: &str, class: Class, host: &str, stamp: &str) -> String {
+    let id = SetId { class, host: host.into(), stamp: stamp.into() };
+    let key = id.key(prefix, "db/ccnet_db.sql.zst");
+    let body = bytes::Bytes::from(format!("dump of {stamp}"));
+    store.put_object(&key, body.clone()).await.unwrap();
+    use sha2::Digest;
+    let t = catalog::parse_stamp(stamp).unwrap();
+    let manifest = Manifest {
+        schema: catalog::SCHEMA_VERSION,
+        tool: "seatable-backup".into(),
+        tool_version: "test".into(),
+        host: host.into(),
+        class,
+        stamp: stamp.into(),
+        started_at: t,
+        finished_at: t,
+        layout: "custom".into(),
+        source: SourceInfo::default(),
+        objects: vec![ObjectEntry {
+            component: "db/ccnet_db".into(),
+            key,
+            kind: Kind::MysqlDump,
+            compression: "zstd".into(),
+            compression_level: 3,
+            stored_size: body.len() as u64,
+            raw_size: body.len() as u64,
+            sha256: hex::encode(sha2::Sha256::digest(&body)),
+            parts: 1,
+            database: Some("ccnet_db".into()),
+            excluded_tables: vec![],
+            only_tables: vec![],
+            tar: None,
+            mirror: None,
+        }],
+        skipped: vec![],
+        warnings: vec![],
+        seatable: None,
+    };
+    store.put_object(&id.key(prefix, catalog::MANIFEST), manifest.to_json().into()).await.unwrap();
+    id.dir(prefix)
+}
+
+async fn sets_of(store: &dyn Store, prefix: &str) -> Vec<String> {
+    catalog::list_sets(store, prefix)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| format!("{}{}", s.id(), if s.complete { "" } else { " (incomplete)" }))
+        .collect()
+}
+
+/// A run placed on chosen days by the clock gets its class from what the bucket holds.
+#[tokio::test]
+async fn class_follows_the_sets_in_the_bucket_on_a_set_clock() {
+    let prefix = unique_prefix("class");
+    let store = env().s3(RequestChecksums::WhenSupported).await;
+    let data = tempfile::tempdir().unwrap();
+    common::demo_data(data.path(), 1);
+    // December's monthly set exists already (written by an "earlier run").
+    synthetic_set(store.as_ref(), &prefix, Class::Monthly, "testhost", "2026-12-01T020000Z").await;
+    let backup_at = |now: &str| {
+        let out = Run::garage(&["backup", "--only", "data"], &prefix)
+            .env("SEATABLE_BACKUP_DATA_DIR", data.path())
+            .env("SEATABLE_BACKUP_NOW", now)
+            .output();
+        assert_exit(&out, 0);
+    };
+    // Wed 2026-12-02: same month and ISO week (49) -> daily.
+    backup_at("2026-12-02T02:00:00Z");
+    // Mon 2026-12-07: a new ISO week -> weekly; later that week -> daily again.
+    backup_at("2026-12-07T02:00:00Z");
+    backup_at("2026-12-08T02:00:00Z");
+    // 2027-01-01 (a Friday, ISO week 53 of 2026): a new month -> monthly.
+    backup_at("2027-01-01T02:00:00Z");
+    assert_eq!(
+        sets_of(store.as_ref(), &prefix).await,
+        [
+            "monthly/testhost/2026-12-01T020000Z",
+            "daily/testhost/2026-12-02T020000Z",
+            "weekly/testhost/2026-12-07T020000Z",
+            "daily/testhost/2026-12-08T020000Z",
+            "monthly/testhost/2027-01-01T020000Z",
+        ]
+    );
+    let out = Run::garage(&["backup", "--only", "data"], &prefix).env("SEATABLE_BACKUP_NOW", "yesterday").output();
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("SEATABLE_BACKUP_NOW"), "{}", stderr(&out));
+}
+
+async fn prune_scenario(store: Arc<dyn Store>, prefix: &str, run: impl Fn(&[&str], &str) -> std::process::Output) {
+    let p = prefix;
+    for (class, host, stamp) in [
+        (Class::Monthly, "a", "2026-10-01T020000Z"), // expires 2027-10-02
+        (Class::Weekly, "a", "2026-10-05T020000Z"),  // expires 2026-11-10
+        (Class::Daily, "a", "2026-10-06T020000Z"),   // expires 2026-10-14
+        (Class::Weekly, "a", "2026-11-30T020000Z"),  // expires 2027-01-05
+        (Class::Daily, "a", "2026-12-01T020000Z"),   // expires 2026-12-09
+        (Class::Daily, "a", "2026-12-02T020000Z"),   // expires 2026-12-10
+        (Class::Monthly, "b", "2026-06-01T020000Z"), // expires 2027-06-02
+        (Class::Daily, "b", "2026-06-02T020000Z"),   // expired long ago, but b's newest
+    ] {
+        synthetic_set(store.as_ref(), p, class, host, stamp).await;
+    }
+    // A run that died: objects without manifest.
+    store
+        .put_object(
+            &format!("{p}/daily/a/2026-12-03T020000Z/db/ccnet_db.sql.zst"),
+            bytes::Bytes::from_static(b"partial"),
+        )
+        .await
+        .unwrap();
+    // On 2026-12-09 (real time now is earlier than the clock): the daily of 12-01 is due.
+    let now = "2026-12-09T12:00:00Z";
+    let before = sets_of(store.as_ref(), p).await;
+    let out = run(&["prune", "--dry-run"], now);
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(text.contains("would delete daily/a/2026-12-01T020000Z"), "{text}");
+    assert!(text.contains("would delete daily/a/2026-10-06T020000Z"), "{text}");
+    assert!(text.contains("would delete weekly/a/2026-10-05T020000Z"), "{text}");
+    assert!(text.contains("keep         daily/b/2026-06-02T020000Z"), "{text}");
+    assert_eq!(sets_of(store.as_ref(), p).await, before, "a dry run deleted something");
+
+    let out = run(&["prune", "--json"], now);
+    assert_exit(&out, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["deleted_sets"], 3, "{v}");
+    assert_eq!(
+        sets_of(store.as_ref(), p).await,
+        [
+            "monthly/a/2026-10-01T020000Z",
+            "weekly/a/2026-11-30T020000Z",
+            "daily/a/2026-12-02T020000Z",
+            "daily/a/2026-12-03T020000Z (incomplete)",
+            "monthly/b/2026-06-01T020000Z",
+            "daily/b/2026-06-02T020000Z",
+        ]
+    );
+    // An upload of this tool left open: not a day old by the real clock, so kept; two days on,
+    // it would be aborted.
+    let open = store.create_upload(&format!("{p}/daily/a/2026-12-03T020000Z/data/seatable.tar.zst")).await.unwrap();
+    open.put_part(1, 0, bytes::Bytes::from(vec![7u8; 1024])).await.unwrap();
+    let real = chrono::Utc::now();
+    let at = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let stale = |now: &str| {
+        let out = run(&["prune", "--dry-run", "--json"], now);
+        assert_exit(&out, 0);
+        let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        v["stale_uploads"].as_array().unwrap().len()
+    };
+    assert_eq!(stale(&at(real + chrono::Duration::hours(1))), 0);
+    assert_eq!(stale(&at(real + chrono::Duration::days(2))), 1);
+    assert_eq!(store.list_open_uploads(&format!("{p}/")).await.unwrap().len(), 1);
+
+    // Years on: only each host's newest complete set survives; the incomplete set goes, and
+    // the upload left open is aborted.
+    let later = at(real + chrono::Duration::days(1500));
+    let out = run(&["prune"], &later);
+    assert_exit(&out, 0);
+    assert_eq!(sets_of(store.as_ref(), p).await, ["daily/a/2026-12-02T020000Z", "daily/b/2026-06-02T020000Z"]);
+    assert!(stdout(&out).contains("Aborted 1 upload(s)"), "{}", stdout(&out));
+    assert!(store.list_open_uploads(&format!("{p}/")).await.unwrap().is_empty());
+
+    // keep_last holds more.
+    synthetic_set(store.as_ref(), p, Class::Daily, "a", "2026-12-04T020000Z").await;
+    let out = run(&["prune", "--keep-last", "2"], &later);
+    assert_exit(&out, 0);
+    assert_eq!(
+        sets_of(store.as_ref(), p).await,
+        ["daily/a/2026-12-02T020000Z", "daily/a/2026-12-04T020000Z", "daily/b/2026-06-02T020000Z"]
+    );
+    // A newest set that lost an object (expired by a rule, say) is DAMAGED in `list`, does not
+    // protect itself, and the restorable one before it is kept instead.
+    store.delete(&format!("{p}/daily/a/2026-12-04T020000Z/db/ccnet_db.sql.zst")).await.unwrap();
+    let out = run(&["list"], &later);
+    assert!(stdout(&out).contains("DAMAGED"), "{}", stdout(&out));
+    let out = run(&["prune"], &later);
+    assert_exit(&out, 0);
+    assert_eq!(sets_of(store.as_ref(), p).await, ["daily/a/2026-12-02T020000Z", "daily/b/2026-06-02T020000Z"]);
+}
+
+#[tokio::test]
+async fn prune_on_garage_keeps_what_it_must() {
+    let prefix = unique_prefix("prune");
+    let store = env().s3(RequestChecksums::WhenSupported).await;
+    prune_scenario(store, &prefix, |args, now| Run::garage(args, &prefix).env("SEATABLE_BACKUP_NOW", now).output())
+        .await;
+}
+
+#[tokio::test]
+async fn prune_on_a_local_directory_keeps_what_it_must() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(LocalStore::new(dir.path().to_path_buf()));
+    let dest = format!("file://{}", dir.path().display());
+    prune_scenario(store, "backups", |args, now| {
+        Run::new(args)
+            .env("SEATABLE_BACKUP_DESTINATION", &dest)
+            .env("SEATABLE_BACKUP_PREFIX", "backups")
+            .env("SEATABLE_BACKUP_NOW", now)
+            .output()
+    })
+    .await;
+}
