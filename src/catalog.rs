@@ -475,7 +475,12 @@ pub fn check_manifest(id: &SetId, prefix: &str, manifest: &Manifest, objects: &[
             return Err(format!("manifest of set {id} names object `{}`, which is not an object of the set", o.key));
         }
         match objects.iter().find(|s| s.key == o.key) {
-            None => return Err(format!("object `{}` named by the manifest of set {id} is missing", o.key)),
+            None => {
+                return Err(format!(
+                    "object `{}` named by the manifest of set {id} is missing: the set is incomplete (partly expired by a lifecycle rule, pruned, or deleted)",
+                    o.key
+                ))
+            }
             Some(s) if s.size != o.stored_size => {
                 return Err(format!(
                     "object `{}` is {} bytes, the manifest of set {id} says {}",

@@ -446,6 +446,78 @@ mod tests {
         assert!(m.why.contains("references"), "{}", m.why);
     }
 
+    /// The local store, with every deletion recorded and one key that cannot be deleted.
+    struct FailingDeletes {
+        inner: crate::store::local::LocalStore,
+        stuck: String,
+        deleted: std::sync::Mutex<Vec<String>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Store for FailingDeletes {
+        fn describe(&self) -> String {
+            self.inner.describe()
+        }
+        async fn preflight(&self) -> Result<(), crate::store::StoreError> {
+            self.inner.preflight().await
+        }
+        async fn put_object(&self, key: &str, body: bytes::Bytes) -> Result<(), crate::store::StoreError> {
+            self.inner.put_object(key, body).await
+        }
+        async fn create_upload(
+            &self,
+            key: &str,
+        ) -> Result<Arc<dyn crate::store::MultipartUpload>, crate::store::StoreError> {
+            self.inner.create_upload(key).await
+        }
+        async fn get_object(&self, key: &str) -> Result<bytes::Bytes, crate::store::StoreError> {
+            self.inner.get_object(key).await
+        }
+        async fn get_stream(&self, key: &str) -> Result<crate::store::ByteReader, crate::store::StoreError> {
+            self.inner.get_stream(key).await
+        }
+        async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<bytes::Bytes, crate::store::StoreError> {
+            self.inner.get_range(key, start, len).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, crate::store::StoreError> {
+            self.inner.list(prefix).await
+        }
+        async fn delete(&self, key: &str) -> Result<(), crate::store::StoreError> {
+            if key == self.stuck {
+                return Err(crate::store::StoreError::AccessDenied { target: key.into(), detail: "injected".into() });
+            }
+            self.deleted.lock().unwrap().push(key.to_string());
+            self.inner.delete(key).await
+        }
+        async fn list_open_uploads(&self, prefix: &str) -> Result<Vec<OpenUpload>, crate::store::StoreError> {
+            self.inner.list_open_uploads(prefix).await
+        }
+        async fn abort_upload(&self, upload: &OpenUpload) -> Result<(), crate::store::StoreError> {
+            self.inner.abort_upload(upload).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_set_loses_its_manifest_first_so_a_cut_short_prune_leaves_it_incomplete() {
+        let dir = tempfile::tempdir().unwrap();
+        let set = "p/daily/h/2026-12-01T020000Z/";
+        let store = FailingDeletes {
+            inner: crate::store::local::LocalStore::new(dir.path().to_path_buf()),
+            stuck: format!("{set}data/seatable.tar.zst"),
+            deleted: Default::default(),
+        };
+        for name in ["db/a.sql.zst", "data/seatable.tar.zst", "manifest.json", "db/b.sql.zst"] {
+            store.put_object(&format!("{set}{name}"), bytes::Bytes::from_static(b"x")).await.unwrap();
+        }
+        let objects = store.list(set).await.unwrap();
+        let err = delete_set(&store, set, objects).await.unwrap_err();
+        assert!(format!("{err:#}").contains("data/seatable.tar.zst"), "{err:#}");
+        assert_eq!(store.deleted.lock().unwrap()[0], format!("{set}manifest.json"));
+        let left = group_sets("p", &store.list("p/").await.unwrap());
+        assert_eq!(left.len(), 1);
+        assert!(!left[0].complete, "a half-pruned set must show as incomplete");
+    }
+
     #[test]
     fn set_keys_are_recognised() {
         assert!(is_set_key("p", "p/daily/h/2026-12-01T020000Z/db/x.sql.zst"));

@@ -329,6 +329,9 @@ async fn prune_scenario(store: Arc<dyn Store>, prefix: &str, run: impl Fn(&[&str
     store.delete(&format!("{p}/daily/a/2026-12-04T020000Z/db/ccnet_db.sql.zst")).await.unwrap();
     let out = run(&["list"], &later);
     assert!(stdout(&out).contains("DAMAGED"), "{}", stdout(&out));
+    let out = run(&["verify", "2026-12-04T020000Z", "--from-host", "a"], &later);
+    assert_exit(&out, 5);
+    assert!(stderr(&out).contains("db/ccnet_db.sql.zst") && stderr(&out).contains("incomplete"), "{}", stderr(&out));
     let out = run(&["prune"], &later);
     assert_exit(&out, 0);
     assert_eq!(sets_of(store.as_ref(), p).await, ["daily/a/2026-12-02T020000Z", "daily/b/2026-06-02T020000Z"]);
