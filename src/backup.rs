@@ -620,8 +620,24 @@ async fn transfer<T>(
     produced: Produced<T>,
     config: &Config,
 ) -> anyhow::Result<(Staged, T)> {
+    // The progress line names the object within its set: `db/dtable_db.sql.zst`, `data/...`.
+    let mut tail = key.rsplit('/');
+    let (name, dir) = (tail.next().unwrap_or(key), tail.next().unwrap_or(""));
+    crate::output::begin(&format!("{dir}/{name}"));
+    let result = transfer_counted(store, key, produced, config).await;
+    crate::output::end();
+    result
+}
+
+async fn transfer_counted<T>(
+    store: &Arc<dyn Store>,
+    key: &str,
+    produced: Produced<T>,
+    config: &Config,
+) -> anyhow::Result<(Staged, T)> {
     let Produced { reader, finish } = produced;
-    let compressed = codec::compress(reader, &config.compression);
+    let compressed =
+        crate::output::count_stored(codec::compress(crate::output::count_read(reader), &config.compression));
     match upload::stage(store, key, compressed, &config.storage.upload).await {
         Ok(staged) => match finish.await {
             Ok(report) => Ok((staged, report)),

@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     name = "seatable-backup",
     version,
     about = "Offsite backups of a self-hosted SeaTable server, streamed straight into S3-compatible storage",
-    after_help = "Exit codes: 0 ok, 2 usage/config, 3 source (Docker, database, files), 4 storage, 5 integrity, 130 interrupted."
+    after_help = "Exit codes: 0 ok, 2 usage/config, 3 source (Docker, database, files), 4 storage, 5 integrity, 75 another run holds the lock, 130 interrupted."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -43,6 +43,13 @@ pub enum Command {
     /// Client-side retention, for stores without lifecycle rules: delete expired sets (the
     /// manifest first) and abort this tool's uploads left open for over a day.
     Prune(PruneArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout: `seatable-backup man > seatable-backup.1`.
+    Man,
 }
 
 #[derive(Debug, Args)]
@@ -215,6 +222,18 @@ pub struct SettingArgs {
     /// `host`: this server's name in object keys (default: the hostname).
     #[arg(long, global = true, env = "SEATABLE_BACKUP_HOST_NAME", value_name = "NAME")]
     pub host_name: Option<String>,
+
+    /// `lock_file`: held while a backup, restore, prune or `retention apply` runs, so that two
+    /// never overlap (default `/run/lock/seatable-backup.lock`).
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_LOCK_FILE", value_name = "FILE")]
+    pub lock_file: Option<PathBuf>,
+    /// `monitoring.textfile`: Prometheus node-exporter textfile written after every backup.
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_METRICS_TEXTFILE", value_name = "FILE")]
+    pub metrics_textfile: Option<PathBuf>,
+    /// `monitoring.timeout_secs`: timeout of each ping and webhook call (the URLs themselves
+    /// come from the config file or SEATABLE_BACKUP_PING_URL / _WEBHOOK_URL: no flag).
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_PING_TIMEOUT", value_name = "SECS")]
+    pub ping_timeout: Option<u64>,
 
     /// `storage.destination`: `s3://BUCKET` or `file:///PATH`.
     #[arg(long, global = true, env = "SEATABLE_BACKUP_DESTINATION", value_name = "URL")]

@@ -70,6 +70,9 @@ impl fmt::Debug for Secret {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     host: Option<String>,
+    lock_file: Option<PathBuf>,
+    #[serde(default)]
+    monitoring: FileMonitoring,
     #[serde(default)]
     storage: FileStorage,
     #[serde(default)]
@@ -94,6 +97,18 @@ struct FileSeatable {
     big_data_backup: Option<bool>,
     config_component: Option<bool>,
     mirror_object_storage: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMonitoring {
+    ping_url: Option<String>,
+    ping_start_url: Option<String>,
+    ping_success_url: Option<String>,
+    ping_failure_url: Option<String>,
+    webhook_url: Option<String>,
+    textfile: Option<PathBuf>,
+    timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -182,6 +197,39 @@ pub struct Config {
     pub compression: CompressionConfig,
     pub seatable: SeatableConfig,
     pub retention: RetentionConfig,
+    /// Held (flock) while a backup, restore, prune or `retention apply` runs.
+    pub lock_file: PathBuf,
+    pub monitoring: MonitoringConfig,
+}
+
+/// Where a run reports to. URLs may carry tokens: they are never logged whole and have no flag.
+#[derive(Debug, Clone, Default)]
+pub struct MonitoringConfig {
+    /// Pinged (GET) when a backup starts.
+    pub ping_start: Option<Secret>,
+    /// Pinged (GET) when a backup succeeded.
+    pub ping_success: Option<Secret>,
+    /// Pinged (POST, the cause and the last log lines as body) when a backup failed.
+    pub ping_failure: Option<Secret>,
+    /// Receives the run's summary as JSON (POST), success or failure.
+    pub webhook: Option<Secret>,
+    /// A Prometheus node-exporter textfile, rewritten atomically after every backup.
+    pub textfile: Option<PathBuf>,
+    pub timeout: std::time::Duration,
+}
+
+/// The lock file when none is configured: `/run/lock` where it can be written (root), else the
+/// temporary directory, per user.
+pub fn default_lock_file() -> PathBuf {
+    let run_lock = Path::new("/run/lock");
+    // SAFETY: access() only reads its NUL-terminated argument.
+    let writable = unsafe { libc::access(c"/run/lock".as_ptr(), libc::W_OK) } == 0;
+    if run_lock.is_dir() && writable {
+        run_lock.join("seatable-backup.lock")
+    } else {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        std::env::temp_dir().join(format!("seatable-backup-{}.lock", unsafe { libc::geteuid() }))
+    }
 }
 
 /// Which SeaTable layout to assume.
@@ -747,6 +795,54 @@ impl Config {
             }
         }
 
+        // Monitoring. URLs come from the file or the environment, never a flag (they may hold
+        // tokens); a base `ping_url` works like healthchecks.io: `/start`, itself, `/fail`.
+        let fm = file.monitoring;
+        let env_url = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let check_url = |key: &str, v: Option<String>| -> Result<Option<Secret>, ConfigError> {
+            match v {
+                None => Ok(None),
+                Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
+                    Ok(Some(Secret::new(u.trim_end_matches('/').to_string())))
+                }
+                Some(_) => Err(invalid(key, "expected an `http://` or `https://` URL")),
+            }
+        };
+        let base = check_url("monitoring.ping_url", env_url("SEATABLE_BACKUP_PING_URL").or(fm.ping_url))?;
+        let derived = |suffix: &str| base.as_ref().map(|b| Secret::new(format!("{}{suffix}", b.expose())));
+        let monitoring = MonitoringConfig {
+            ping_start: check_url(
+                "monitoring.ping_start_url",
+                env_url("SEATABLE_BACKUP_PING_START_URL").or(fm.ping_start_url),
+            )?
+            .or_else(|| derived("/start")),
+            ping_success: check_url(
+                "monitoring.ping_success_url",
+                env_url("SEATABLE_BACKUP_PING_SUCCESS_URL").or(fm.ping_success_url),
+            )?
+            .or_else(|| derived("")),
+            ping_failure: check_url(
+                "monitoring.ping_failure_url",
+                env_url("SEATABLE_BACKUP_PING_FAILURE_URL").or(fm.ping_failure_url),
+            )?
+            .or_else(|| derived("/fail")),
+            webhook: check_url("monitoring.webhook_url", env_url("SEATABLE_BACKUP_WEBHOOK_URL").or(fm.webhook_url))?,
+            textfile: a.metrics_textfile.clone().or(fm.textfile),
+            timeout: std::time::Duration::from_secs(a.ping_timeout.or(fm.timeout_secs).unwrap_or(10)),
+        };
+        if let Some(t) = &monitoring.textfile {
+            if !t.is_absolute() || t.file_name().is_none() {
+                return Err(invalid("monitoring.textfile", format!("`{}`: give an absolute file path", t.display())));
+            }
+        }
+        if !(1..=300).contains(&monitoring.timeout.as_secs()) {
+            return Err(invalid("monitoring.timeout_secs", "must be between 1 and 300 seconds"));
+        }
+        let lock_file = a.lock_file.clone().or(file.lock_file).unwrap_or_else(default_lock_file);
+        if !lock_file.is_absolute() {
+            return Err(invalid("lock_file", format!("`{}`: give an absolute path", lock_file.display())));
+        }
+
         // Secrets in the file demand a private file.
         if let Some(p) = &path {
             let mut secrets = Vec::new();
@@ -780,6 +876,8 @@ impl Config {
             compression: CompressionConfig { algorithm, level, threads },
             seatable,
             retention,
+            lock_file,
+            monitoring,
         })
     }
 }
@@ -881,6 +979,9 @@ mod tests {
             ("[retention]\nobject_lock = \"on\"", "retention.object_lock"),
             ("[retention]\nobject_lock_mode = \"strict\"", "retention.object_lock_mode"),
             ("[retention]\ndaily = 0", "retention.daily"),
+            ("[monitoring]\nping_url = \"ftp://x\"", "monitoring.ping_url"),
+            ("[monitoring]\ntextfile = \"rel.prom\"", "monitoring.textfile"),
+            ("lock_file = \"rel.lock\"", "lock_file"),
             ("[seatable]\nlayout = \"newest\"", "seatable.layout"),
             ("[seatable]\nroot = \"rel\"", "seatable.root"),
         ] {

@@ -17,6 +17,8 @@ pub enum Class {
     Storage,
     /// Data that does not check out: hashes, truncated dumps, incomplete sets.
     Integrity,
+    /// Another run holds the lock.
+    Busy,
     /// SIGINT or SIGTERM.
     Interrupted,
     /// Anything else (a bug).
@@ -31,6 +33,7 @@ impl Class {
             Class::Source => 3,
             Class::Storage => 4,
             Class::Integrity => 5,
+            Class::Busy => 75,
             Class::Interrupted => 130,
         }
     }
@@ -43,6 +46,7 @@ impl fmt::Display for Class {
             Class::Source => "source",
             Class::Storage => "storage",
             Class::Integrity => "integrity",
+            Class::Busy => "busy",
             Class::Interrupted => "interrupted",
             Class::Internal => "internal",
         })

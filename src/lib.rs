@@ -10,7 +10,10 @@
 //! - [`catalog`]: set keys, the manifest, listing sets.
 //! - [`seatable`]: the SeaTable install (layout, `.env`, storage backends, app container).
 //! - [`mirror`]: SeaTable's own S3 buckets copied into a set, and put back.
-//! - [`backup`], [`list`], [`plan`], [`restore`], [`verify`]: one module per subcommand.
+//! - [`backup`], [`list`], [`plan`], [`restore`], [`verify`], [`retention`], [`prune`]: one
+//!   module per subcommand.
+//! - [`lock`], [`monitor`], [`output`], [`clock`]: running unattended (one run at a time, pings,
+//!   webhook, metrics textfile, the run's summary) and what a terminal shows (progress).
 
 pub mod backup;
 pub mod catalog;
@@ -20,7 +23,10 @@ pub mod codec;
 pub mod config;
 pub mod error;
 pub mod list;
+pub mod lock;
 pub mod mirror;
+pub mod monitor;
+pub mod output;
 pub mod plan;
 pub mod prune;
 pub mod restore;

@@ -8,10 +8,11 @@ use seatable_backup::catalog::{parse_before, Selection};
 use seatable_backup::cli::{Cli, Command, DbModeArg, LogFormat, RestorePart, RetentionAction, SetArgs};
 use seatable_backup::config::Config;
 use seatable_backup::error::{class_of, hint_of, one_line, Class};
+use seatable_backup::monitor::{Monitor, RunReport};
 use seatable_backup::restore::{self, DbMode, Part, RestoreOptions, Staged};
 use seatable_backup::source::untar::UntarOptions;
 use seatable_backup::verify::{self, VerifyOptions};
-use seatable_backup::{clock, list, plan, prune, retention, store};
+use seatable_backup::{clock, list, lock, output, plan, prune, retention, store};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -63,7 +64,7 @@ fn limit_allocator_growth() {
 
 fn init_logging(format: LogFormat, level: &str) {
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(output::LogWriter);
     match format {
         LogFormat::Json => builder.json().with_current_span(false).init(),
         LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
@@ -72,18 +73,38 @@ fn init_logging(format: LogFormat, level: &str) {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     clock::init_from_env().map_err(seatable_backup::error::usage)?;
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "seatable-backup", &mut std::io::stdout());
+            return Ok(());
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+            return Ok(());
+        }
+        _ => {}
+    }
     let config = Config::load(cli.global.config.as_deref(), &cli.settings)?;
+    if cli.global.log_format == LogFormat::Text && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        output::enable();
+    }
     let store = store::open(&config).await?;
     match cli.command {
         Command::Backup(args) => {
+            let _lock = lock::acquire(&config.lock_file, "backup")?;
+            let monitor = Monitor::new(&config.monitoring);
+            let started = clock::now();
+            monitor.start().await;
             let written = Written::default();
             let work = backup::run(&config, store.clone(), args.only, &written);
-            tokio::select! {
+            let result = tokio::select! {
                 result = work => {
                     if result.is_err() {
                         written.remove_all(store.as_ref()).await;
                     }
-                    result.map(|_| ())
+                    result
                 }
                 signal = shutdown_signal() => {
                     tracing::error!("{signal} received: aborting the backup");
@@ -92,11 +113,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     written.remove_all(store.as_ref()).await;
                     Err(seatable_backup::error::Failure::new(Class::Interrupted, format!("backup interrupted by {signal}; no manifest written")).into())
                 }
-            }
+            };
+            let report = match &result {
+                Ok(m) => RunReport::new(&config, store.describe(), started, Ok(m)),
+                Err(e) => {
+                    RunReport::new(&config, store.describe(), started, Err((&one_line(e), class_of(e).exit_code())))
+                }
+            };
+            summarize(cli.global.log_format, &report);
+            monitor.finish(&report).await;
+            result.map(|_| ())
         }
         Command::List(args) => list::run(&config, store.as_ref(), args.of_host.as_deref(), args.json).await,
         Command::Plan(args) => plan::run(&config, store.as_ref(), args.json).await,
         Command::Restore(args) => {
+            let _lock = if args.dry_run { None } else { Some(lock::acquire(&config.lock_file, "restore")?) };
             let opts = RestoreOptions {
                 selection: selection(&args.set, &config, args.allow_incomplete)?,
                 only: args.only.map(|p| match p {
@@ -139,13 +170,41 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Retention(args) => match args.action {
             RetentionAction::Show { json } => retention::show(&config, store.as_ref(), json).await,
-            RetentionAction::Apply { dry_run } => retention::apply(&config, store.as_ref(), dry_run).await,
+            RetentionAction::Apply { dry_run } => {
+                let _lock = if dry_run { None } else { Some(lock::acquire(&config.lock_file, "retention apply")?) };
+                retention::apply(&config, store.as_ref(), dry_run).await
+            }
         },
-        Command::Prune(args) => prune::run(&config, store.clone(), args.dry_run, args.json).await,
+        Command::Prune(args) => {
+            let _lock = if args.dry_run { None } else { Some(lock::acquire(&config.lock_file, "prune")?) };
+            prune::run(&config, store.clone(), args.dry_run, args.json).await
+        }
+        Command::Completions { .. } | Command::Man => Ok(()),
         Command::Verify(args) => {
             let opts = VerifyOptions { selection: selection(&args.set, &config, false)?, deep: args.deep };
             verify::run(&config, store.clone(), &opts).await
         }
+    }
+}
+
+/// The run's one-paragraph summary: plain on stderr for a human (and the journal), or a JSON
+/// log event with the figures as fields.
+fn summarize(format: LogFormat, r: &RunReport) {
+    match format {
+        LogFormat::Text => eprintln!("{}", r.summary),
+        LogFormat::Json => tracing::info!(
+            event = "summary",
+            status = r.status,
+            set = r.set.as_deref().unwrap_or(""),
+            class = r.class.as_deref().unwrap_or(""),
+            destination = %r.destination,
+            raw_bytes = r.raw_bytes,
+            stored_bytes = r.stored_bytes,
+            duration_seconds = r.duration_seconds,
+            exit_code = r.exit_code,
+            "{}",
+            r.summary
+        ),
     }
 }
 
