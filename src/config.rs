@@ -992,6 +992,23 @@ mod tests {
 }
 
 #[cfg(test)]
+mod monitoring {
+    #[test]
+    fn a_base_ping_url_gives_start_success_and_failure() {
+        let p = std::path::Path::new("/x/c.toml");
+        let text = "lock_file = \"/tmp/x.lock\"\n[monitoring]\nping_url = \"https://hc-ping.com/u/\"\nping_failure_url = \"http://m/fail\"\ntextfile = \"/var/lib/x.prom\"\ntimeout_secs = 3\n";
+        let c = super::Config::from_toml(text, p).unwrap();
+        let m = &c.monitoring;
+        assert_eq!(m.ping_start.as_ref().unwrap().expose(), "https://hc-ping.com/u/start");
+        assert_eq!(m.ping_success.as_ref().unwrap().expose(), "https://hc-ping.com/u");
+        assert_eq!(m.ping_failure.as_ref().unwrap().expose(), "http://m/fail");
+        assert_eq!(m.timeout.as_secs(), 3);
+        assert_eq!(c.lock_file, std::path::PathBuf::from("/tmp/x.lock"));
+        assert!(!format!("{c:?}").contains("hc-ping"), "a ping URL in Debug output");
+    }
+}
+
+#[cfg(test)]
 mod example {
     /// The shipped example must stay valid.
     #[test]
