@@ -172,8 +172,11 @@ pub async fn run(config: &Config, store: Arc<dyn Store>, dry_run: bool, json: bo
     let base = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
     let objects = store.list(&base).await.with_context(|| format!("listing {}", store.describe()))?;
     let summaries = group_sets(prefix, &objects);
-    let in_dir =
-        |dir: &str| -> Vec<ObjectInfo> { objects.iter().filter(|o| o.key.starts_with(dir)).cloned().collect() };
+    // A listing is sorted by key, so a set's objects are one run of it.
+    let in_dir = |dir: &str| -> Vec<ObjectInfo> {
+        let start = objects.partition_point(|o| o.key.as_str() < dir);
+        objects[start..].iter().take_while(|o| o.key.starts_with(dir)).cloned().collect()
+    };
 
     // Read every manifest: whether each set checks out, and what its kept sets reference.
     let loaded: Vec<(Candidate, Option<Manifest>)> = futures::stream::iter(summaries)
