@@ -2,10 +2,12 @@
 //! rule that is not ours, applied twice without change), the class of a run placed on chosen
 //! days by the settable clock (`SEATABLE_BACKUP_NOW`), and `prune` on synthetic sets with
 //! chosen stamps, on Garage and on the local-directory store (which refuses lifecycle rules and
-//! points to prune).
+//! points to prune). Object Lock, which Garage does not have, is checked against moto's S3
+//! server (`SEATABLE_BACKUP_TEST_LOCK_S3_ENDPOINT`, started by `scripts/testenv`).
 
 mod common;
 
+use std::path::Path;
 use std::sync::Arc;
 
 use aws_sdk_s3::types::{ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter};
@@ -358,4 +360,104 @@ async fn prune_on_a_local_directory_keeps_what_it_must() {
             .output()
     })
     .await;
+}
+
+/// A client of the Object Lock store (moto's S3 server: Garage has no Object Lock).
+async fn lock_client() -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::config::Builder::new()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .endpoint_url(env().get("SEATABLE_BACKUP_TEST_LOCK_S3_ENDPOINT"))
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "test"))
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// The binary against bucket `bucket` of the Object Lock store.
+fn lock_run(bucket: &str, data: &Path, prefix: &str, extra: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    let mut r = Run::new(args)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("SEATABLE_BACKUP_DESTINATION", format!("s3://{bucket}"))
+        .env("SEATABLE_BACKUP_S3_ENDPOINT", env().get("SEATABLE_BACKUP_TEST_LOCK_S3_ENDPOINT"))
+        .env("SEATABLE_BACKUP_S3_REGION", "us-east-1")
+        .env("SEATABLE_BACKUP_S3_PATH_STYLE", "true")
+        .env("SEATABLE_BACKUP_PREFIX", prefix)
+        .env("SEATABLE_BACKUP_DATA_DIR", data)
+        .env("SEATABLE_BACKUP_BIG_DATA_BACKUP", "false")
+        .env("SEATABLE_BACKUP_HOST_NAME", "locked");
+    for (k, v) in extra {
+        r = r.env(k, v);
+    }
+    r.output()
+}
+
+/// (key, lock mode, retain-until in days from now, version) of every object version under `prefix`.
+async fn locks(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Vec<(String, Option<String>, Option<f64>, String)> {
+    let now = chrono::Utc::now().timestamp();
+    let versions = client.list_object_versions().bucket(bucket).prefix(prefix).send().await.unwrap();
+    let mut out = Vec::new();
+    for v in versions.versions() {
+        let (key, version) = (v.key().unwrap().to_string(), v.version_id().unwrap().to_string());
+        let head = client.head_object().bucket(bucket).key(&key).version_id(&version).send().await.unwrap();
+        let days = head.object_lock_retain_until_date().map(|d| (d.secs() - now) as f64 / 86_400.0);
+        out.push((key, head.object_lock_mode().map(|m| m.as_str().to_string()), days, version));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sets_are_locked_on_a_bucket_with_object_lock() {
+    let client = lock_client().await;
+    let bucket = format!("locked-{}", std::process::id());
+    client.create_bucket().bucket(&bucket).object_lock_enabled_for_bucket(true).send().await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    common::demo_data(data.path(), 1);
+
+    // Default: governance mode, for the class's keep days (the first set is monthly: 365).
+    let out = lock_run(&bucket, data.path(), "a", &[], &["backup", "--only", "data"]);
+    assert_exit(&out, 0);
+    assert!(stderr(&out).contains("set locked"), "{}", stderr(&out));
+    let a = locks(&client, &bucket, "a/").await;
+    assert_eq!(a.len(), 2, "{a:?}"); // the archive and the manifest
+    for (key, mode, days, _) in &a {
+        assert_eq!(mode.as_deref(), Some("GOVERNANCE"), "{key}");
+        assert!((364.9..365.1).contains(&days.unwrap()), "{key}: locked for {days:?} days");
+    }
+    // The lock holds: a version cannot be deleted, not even by the credentials that wrote it.
+    let (key, _, _, version) = &a[0];
+    let err = client.delete_object().bucket(&bucket).key(key).version_id(version).send().await.unwrap_err();
+    assert!(format!("{err:?}").contains("AccessDenied"), "{err:?}");
+
+    // Compliance mode for 3 days, as configured.
+    let lock3 = [("SEATABLE_BACKUP_OBJECT_LOCK_MODE", "compliance"), ("SEATABLE_BACKUP_OBJECT_LOCK_DAYS", "3")];
+    let out = lock_run(&bucket, data.path(), "b", &lock3, &["backup", "--only", "data"]);
+    assert_exit(&out, 0);
+    for (key, mode, days, _) in locks(&client, &bucket, "b/").await {
+        assert_eq!(mode.as_deref(), Some("COMPLIANCE"), "{key}");
+        assert!((2.9..3.1).contains(&days.unwrap()), "{key}: locked for {days:?} days");
+    }
+
+    // Turned off: nothing is locked.
+    let off = [("SEATABLE_BACKUP_OBJECT_LOCK", "off")];
+    let out = lock_run(&bucket, data.path(), "c", &off, &["backup", "--only", "data"]);
+    assert_exit(&out, 0);
+    let c = locks(&client, &bucket, "c/").await;
+    assert!(!c.is_empty() && c.iter().all(|(_, mode, _, _)| mode.is_none()), "{c:?}");
+
+    // The bucket is versioned (Object Lock needs it): `retention apply` adds the rule that
+    // removes noncurrent versions once they may go, and `show` confirms the rules.
+    let out = lock_run(&bucket, data.path(), "a", &[], &["retention", "apply"]);
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("seatable-backup:a:noncurrent-versions"), "{}", stdout(&out));
+    let out = lock_run(&bucket, data.path(), "a", &[], &["retention", "show", "--json"]);
+    assert_exit(&out, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["lifecycle"]["matches"], true, "{v}");
+    assert_eq!(v["object_lock"], true, "{v}");
 }

@@ -509,15 +509,6 @@ impl Store for S3Store {
 
     async fn features(&self) -> Result<BucketFeatures, StoreError> {
         use aws_sdk_s3::types::{BucketVersioningStatus, ObjectLockEnabled};
-        let versioning = match self.client.get_bucket_versioning().bucket(&self.bucket).send().await {
-            Ok(out) => out
-                .status()
-                .is_some_and(|s| matches!(s, BucketVersioningStatus::Enabled | BucketVersioningStatus::Suspended)),
-            Err(e) => match self.map_bucket_op("get versioning", "versioning", e) {
-                StoreError::Unsupported { .. } => false,
-                other => return Err(other),
-            },
-        };
         let object_lock = match self.client.get_object_lock_configuration().bucket(&self.bucket).send().await {
             Ok(out) => out
                 .object_lock_configuration()
@@ -526,6 +517,19 @@ impl Store for S3Store {
             Err(e) => match self.map_bucket_op("get object lock configuration", "Object Lock", e) {
                 StoreError::Unsupported { .. } => false,
                 StoreError::Service { detail, .. } if detail.starts_with("ObjectLockConfigurationNotFound") => false,
+                other => return Err(other),
+            },
+        };
+        // Object Lock cannot be had without versioning: no need to ask.
+        if object_lock {
+            return Ok(BucketFeatures { versioning: true, object_lock });
+        }
+        let versioning = match self.client.get_bucket_versioning().bucket(&self.bucket).send().await {
+            Ok(out) => out
+                .status()
+                .is_some_and(|s| matches!(s, BucketVersioningStatus::Enabled | BucketVersioningStatus::Suspended)),
+            Err(e) => match self.map_bucket_op("get versioning", "versioning", e) {
+                StoreError::Unsupported { .. } => false,
                 other => return Err(other),
             },
         };
