@@ -214,6 +214,15 @@ pub fn unique_prefix(name: &str) -> String {
     format!("t/{name}-{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
+/// A lock file no other run of this test process uses.
+fn own_lock_file() -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!("seatable-backup-test-locks-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    dir.join(format!("{}.lock", N.fetch_add(1, Ordering::Relaxed)))
+}
+
 /// The binary, with a clean environment: only what the test passes (plus PATH and HOME).
 pub struct Run {
     cmd: Command,
@@ -228,6 +237,9 @@ impl Run {
                 cmd.env(k, v);
             }
         }
+        // Tests run in parallel: each run takes a lock file of its own unless the test sets one
+        // (the default, /run/lock/seatable-backup.lock, would make them refuse each other).
+        cmd.env("SEATABLE_BACKUP_LOCK_FILE", own_lock_file());
         Run { cmd }
     }
 
