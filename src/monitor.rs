@@ -204,7 +204,7 @@ impl Monitor {
 }
 
 /// `https://hc-ping.com` of `https://hc-ping.com/<uuid>`: what a log may show.
-fn host_of(url: &str) -> &str {
+pub fn host_of(url: &str) -> &str {
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let host = &rest[..end];

@@ -228,6 +228,28 @@ pub async fn run(config: &Config, store: &dyn Store, json: bool) -> anyhow::Resu
         None => not_included.push("SeaTable's compose directory (none found; set `seatable.compose_dir`)".to_string()),
     }
 
+    checks.push(lock_check(&config.lock_file));
+    if matches!(config.storage.destination, crate::config::Destination::S3 { .. }) && config.retention.object_lock {
+        match store.features().await {
+            Ok(f) if f.object_lock => checks.push(pass(
+                "Object Lock",
+                format!(
+                    "the bucket has it: each new set is locked ({}, {})",
+                    config.retention.object_lock_mode.as_str().to_lowercase(),
+                    config
+                        .retention
+                        .object_lock_days
+                        .map(|d| format!("{d} days"))
+                        .unwrap_or_else(|| "its class's keep days".into())
+                ),
+            )),
+            Ok(_) => checks.push(pass("Object Lock", "not enabled on the bucket: sets are not locked")),
+            Err(e) => checks
+                .push(fail("Object Lock", &anyhow::Error::from(e).context("reading the bucket's Object Lock setting"))),
+        }
+    }
+    checks.extend(monitoring_checks(&config.monitoring));
+
     let seatable_plan = PlanSeatable {
         layout_source: install.layout_source.clone(),
         compose_dir: install.compose_dir.as_ref().map(|d| d.display().to_string()),
@@ -267,7 +289,7 @@ pub async fn run(config: &Config, store: &dyn Store, json: bool) -> anyhow::Resu
         notes: install.notes.clone(),
     };
 
-    let id = SetId { class: Class::Daily, host: config.host.clone(), stamp: catalog::stamp(chrono::Utc::now()) };
+    let id = SetId { class: Class::Daily, host: config.host.clone(), stamp: catalog::stamp(crate::clock::now()) };
     let plan = Plan {
         config_file: config.file.as_ref().map(|p| p.display().to_string()),
         host: config.host.clone(),
@@ -309,6 +331,76 @@ pub async fn run(config: &Config, store: &dyn Store, json: bool) -> anyhow::Resu
         .into());
     }
     Ok(())
+}
+
+/// Whether a run could take the lock now. Opens an existing file read-only (a shared look, no
+/// write); for a missing file, checks that its directory can be written.
+fn lock_check(path: &std::path::Path) -> Check {
+    const NAME: &str = "run lock";
+    match std::fs::File::open(path) {
+        Ok(f) => {
+            use std::os::unix::io::AsRawFd;
+            // SAFETY: flock on a descriptor we own; released at once.
+            let free = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
+            if free {
+                // SAFETY: as above.
+                unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_UN) };
+                pass(NAME, format!("`{}` is free", path.display()))
+            } else {
+                let holder = std::fs::read_to_string(path).unwrap_or_default();
+                pass(
+                    NAME,
+                    format!("`{}` is held right now by {}: a backup would exit 75", path.display(), holder.trim()),
+                )
+            }
+        }
+        Err(_) => {
+            let dir = path.parent().unwrap_or(std::path::Path::new("/"));
+            let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap_or_default();
+            // SAFETY: access() only reads its NUL-terminated argument.
+            if unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0 {
+                pass(NAME, format!("`{}` (created by the first run)", path.display()))
+            } else {
+                fail(
+                    NAME,
+                    &crate::error::usage(format!(
+                        "cannot create lock file `{}`: its directory is not writable",
+                        path.display()
+                    )),
+                )
+            }
+        }
+    }
+}
+
+/// What the run will report to (hosts only: URLs may hold tokens). Nothing is called: a ping
+/// would count as a run at the monitor.
+fn monitoring_checks(m: &crate::config::MonitoringConfig) -> Vec<Check> {
+    let mut out = Vec::new();
+    let hosts: Vec<String> =
+        [("start", &m.ping_start), ("success", &m.ping_success), ("failure", &m.ping_failure), ("webhook", &m.webhook)]
+            .iter()
+            .filter_map(|(what, url)| {
+                url.as_ref().map(|u| format!("{what} -> {}", crate::monitor::host_of(u.expose())))
+            })
+            .collect();
+    if !hosts.is_empty() {
+        out.push(pass("monitoring", format!("{} (not called by plan)", hosts.join(", "))));
+    }
+    if let Some(t) = &m.textfile {
+        let dir = t.parent().unwrap_or(std::path::Path::new("/"));
+        let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap_or_default();
+        // SAFETY: access() only reads its NUL-terminated argument.
+        if dir.is_dir() && unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0 {
+            out.push(pass("metrics textfile", format!("`{}` (directory writable)", t.display())));
+        } else {
+            out.push(fail(
+                "metrics textfile",
+                &crate::error::usage(format!("directory of `{}` is missing or not writable", t.display())),
+            ));
+        }
+    }
+    out
 }
 
 fn render(p: &Plan) -> String {

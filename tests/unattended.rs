@@ -125,7 +125,11 @@ impl Setup {
     }
 
     fn backup(&self) -> Run {
-        Run::new(&["backup", "--only", "data"])
+        self.backup_args(&["backup", "--only", "data"])
+    }
+
+    fn backup_args(&self, args: &[&str]) -> Run {
+        Run::new(args)
             .env("SEATABLE_BACKUP_DESTINATION", format!("file://{}", self.dest.display()))
             .env("SEATABLE_BACKUP_DATA_DIR", &self.data)
             .env("SEATABLE_BACKUP_LOCK_FILE", &self.lock)
@@ -187,6 +191,10 @@ async fn a_second_run_is_refused_while_the_first_goes_on() {
         .env("SEATABLE_BACKUP_LOCK_FILE", &s.lock)
         .output();
     assert_exit(&prune, 75);
+    // `plan` says so, without taking the lock.
+    let plan = s.backup_args(&["plan"]).env("SEATABLE_BACKUP_DB_ENABLED", "false").output();
+    assert_exit(&plan, 0);
+    assert!(stdout(&plan).contains("is held right now by pid"), "{}", stdout(&plan));
 
     let first = first.wait_with_output().unwrap();
     assert_exit(&first, 0);
@@ -315,6 +323,30 @@ fn progress_shows_on_a_terminal_only() {
     let err = stderr(&out);
     assert!(!err.contains('\x1b') && !err.contains('\r'), "terminal codes without a terminal: {err:?}");
     assert!(!err.contains(" stored, "), "{err}");
+}
+
+#[test]
+fn plan_shows_lock_and_monitoring_without_calling_anything() {
+    let s = Setup::new(0);
+    let metrics = tempfile::tempdir().unwrap();
+    let plan = |textfile: &Path| {
+        s.backup_args(&["plan"])
+            .env("SEATABLE_BACKUP_DB_ENABLED", "false")
+            .env("SEATABLE_BACKUP_PING_URL", "http://127.0.0.1:9/secret-token")
+            .env("SEATABLE_BACKUP_METRICS_TEXTFILE", textfile)
+            .output()
+    };
+    let out = plan(&metrics.path().join("x.prom"));
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(text.contains("run lock") && text.contains("(created by the first run)"), "{text}");
+    assert!(text.contains("start -> 127.0.0.1:9") && text.contains("not called by plan"), "{text}");
+    assert!(text.contains("metrics textfile") && text.contains("directory writable"), "{text}");
+    assert!(!text.contains("secret-token") && !stderr(&out).contains("secret-token"), "{text}");
+    assert!(!s.lock.exists(), "plan created the lock file");
+    let out = plan(Path::new("/nonexistent-dir/x.prom"));
+    assert_exit(&out, 2);
+    assert!(stdout(&out).contains("[FAIL] metrics textfile"), "{}", stdout(&out));
 }
 
 #[test]
