@@ -23,7 +23,7 @@ use crate::catalog::{self, check_manifest, group_sets, Manifest, SetSummary, MAN
 use crate::config::Config;
 use crate::error::{Class as ErrClass, Failure};
 use crate::list::human_bytes;
-use crate::store::{ObjectInfo, OpenUpload, Store};
+use crate::store::{ObjectInfo, OpenUpload, Store, StoreError};
 use crate::{clock, mirror};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -220,6 +220,7 @@ pub async fn run(config: &Config, store: Arc<dyn Store>, dry_run: bool, json: bo
     let decisions = decide(&candidates, config, now, &references);
 
     let mut failures = Vec::new();
+    let mut denied = false;
     let (mut deleted_sets, mut deleted_bytes) = (0, 0);
     for d in decisions.iter().filter(|d| d.action == Action::Delete) {
         if dry_run {
@@ -232,8 +233,10 @@ pub async fn run(config: &Config, store: Arc<dyn Store>, dry_run: bool, json: bo
                 tracing::info!(set = %d.set, bytes = d.bytes, "pruned: {}", d.why);
             }
             Err(e) => {
-                tracing::error!(set = %d.set, error = %e, "could not prune the set");
-                failures.push(format!("set {}: {e}", d.set));
+                tracing::error!(set = %d.set, error = %format!("{e:#}"), "could not prune the set");
+                denied |=
+                    e.chain().any(|c| matches!(c.downcast_ref::<StoreError>(), Some(StoreError::AccessDenied { .. })));
+                failures.push(format!("set {}: {e:#}", d.set));
             }
         }
     }
@@ -252,7 +255,10 @@ pub async fn run(config: &Config, store: Arc<dyn Store>, dry_run: bool, json: bo
         }
         match store.abort_upload(u).await {
             Ok(()) => tracing::info!(key = %u.key, "aborted an upload left open for over a day"),
-            Err(e) => failures.push(format!("aborting the upload of `{}`: {e}", u.key)),
+            Err(e) => {
+                denied |= matches!(e, StoreError::AccessDenied { .. });
+                failures.push(format!("aborting the upload of `{}`: {e}", u.key))
+            }
         }
     }
 
@@ -276,7 +282,11 @@ pub async fn run(config: &Config, store: Arc<dyn Store>, dry_run: bool, json: bo
             ErrClass::Storage,
             format!("prune failed for {} item(s); first: {first}", failures.len()),
         )
-        .with_hint("a set whose manifest was deleted shows as INCOMPLETE in `list` and is pruned again next time")
+        .with_hint(if denied {
+            "prune needs s3:DeleteObject and s3:AbortMultipartUpload, which the backup's credentials should not have: run it with the admin credentials (README, Minimal permissions)"
+        } else {
+            "a set whose manifest was deleted shows as INCOMPLETE in `list` and is pruned again next time"
+        })
         .into());
     }
     Ok(())

@@ -272,12 +272,20 @@ pub fn merge(prefix: &str, current: &[LifecycleRule], wanted: &[RuleSpec]) -> an
 /// Where a store without lifecycle rules is pointed to.
 pub const FALLBACK_HINT: &str = "this store keeps no lifecycle rules: run `seatable-backup prune` after every backup (it deletes expired sets client-side, with the same ages); see the README, section Retention";
 
-fn unsupported(store: &dyn Store, e: StoreError) -> anyhow::Error {
+/// Lifecycle rules are an administrator's business: the backup's own credentials should not be
+/// able to change them.
+const ADMIN_HINT: &str = "reading and writing lifecycle rules needs s3:GetLifecycleConfiguration and s3:PutLifecycleConfiguration, which the backup's credentials should not have: run `retention` with the admin credentials (README, Minimal permissions)";
+
+/// The error of a lifecycle call, with what to do about it.
+fn lifecycle_error(store: &dyn Store, e: StoreError, doing: &str) -> anyhow::Error {
     match e {
         StoreError::Unsupported { .. } => {
             Failure::new(ErrClass::Storage, e.to_string()).with_hint(FALLBACK_HINT).into()
         }
-        other => anyhow::Error::from(other).context(format!("reading the lifecycle rules of {}", store.describe())),
+        StoreError::AccessDenied { .. } => {
+            Failure::new(ErrClass::Storage, format!("{doing} {}: {e}", store.describe())).with_hint(ADMIN_HINT).into()
+        }
+        other => anyhow::Error::from(other).context(format!("{doing} {}", store.describe())),
     }
 }
 
@@ -332,7 +340,7 @@ pub async fn show(config: &Config, store: &dyn Store, json: bool) -> anyhow::Res
             (Some(compare(prefix, &current, &wanted)), None)
         }
         Err(e @ StoreError::Unsupported { .. }) => (None, Some(e.to_string())),
-        Err(e) => return Err(unsupported(store, e)),
+        Err(e) => return Err(lifecycle_error(store, e, "reading the lifecycle rules of")),
     };
     let sets = catalog::list_sets(store, prefix).await.context("listing the sets")?;
     let report = ShowReport {
@@ -438,7 +446,8 @@ async fn features_or_warn(store: &dyn Store) -> BucketFeatures {
 
 pub async fn apply(config: &Config, store: &dyn Store, dry_run: bool) -> anyhow::Result<()> {
     let prefix = &config.storage.prefix;
-    let current = store.lifecycle_rules().await.map_err(|e| unsupported(store, e))?;
+    let current =
+        store.lifecycle_rules().await.map_err(|e| lifecycle_error(store, e, "reading the lifecycle rules of"))?;
     let features = store
         .features()
         .await
@@ -467,12 +476,10 @@ pub async fn apply(config: &Config, store: &dyn Store, dry_run: bool) -> anyhow:
         println!("Dry run: nothing written.");
         return Ok(());
     }
-    store.put_lifecycle_rules(merged).await.map_err(|e| match e {
-        StoreError::Unsupported { .. } => unsupported(store, e),
-        other => anyhow::Error::from(other).context(format!("writing the lifecycle rules of {}", store.describe())),
-    })?;
+    store.put_lifecycle_rules(merged).await.map_err(|e| lifecycle_error(store, e, "writing the lifecycle rules of"))?;
     // Read them back: a store may accept a configuration and silently drop what it does not know.
-    let stored = store.lifecycle_rules().await.map_err(|e| unsupported(store, e))?;
+    let stored =
+        store.lifecycle_rules().await.map_err(|e| lifecycle_error(store, e, "reading back the lifecycle rules of"))?;
     let check = compare(prefix, &stored, &wanted);
     if !check.matches {
         let what: Vec<String> = check

@@ -139,6 +139,58 @@ async fn lifecycle_rules_round_trip_on_garage() {
     }
 }
 
+/// A key that may only read `bucket` (like the restore role), as (key id, secret).
+fn read_only_key(bucket: &str) -> (String, String) {
+    let e = env();
+    let name = format!("ro-{bucket}");
+    let out = std::process::Command::new(e.get("SEATABLE_BACKUP_TEST_GARAGE_BIN"))
+        .args(["-c", e.get("SEATABLE_BACKUP_TEST_GARAGE_CONFIG"), "key", "create", &name])
+        .output()
+        .expect("garage key create");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |label: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(label).map(|v| v.trim().to_string()))
+            .unwrap_or_else(|| panic!("no `{label}` in: {text}"))
+    };
+    let (id, secret) = (field("Key ID:"), field("Secret key:"));
+    common::garage_cli(&["bucket", "allow", "--read", bucket, "--key", &id]);
+    (id, secret)
+}
+
+/// Credentials without the rights: a clear cause and a hint to use the admin credentials, and
+/// nothing changed.
+#[tokio::test]
+async fn without_the_rights_retention_and_prune_say_which_credentials_to_use() {
+    let bucket = own_bucket("ro");
+    let store = store_of(&bucket, RequestChecksums::WhenSupported).await;
+    synthetic_set(store.as_ref(), "p", Class::Daily, "h", "2026-01-01T020000Z").await;
+    synthetic_set(store.as_ref(), "p", Class::Daily, "h", "2026-01-02T020000Z").await;
+    let (id, secret) = read_only_key(&bucket);
+    let run = |args: &[&str]| {
+        Run::garage(args, "p")
+            .env("SEATABLE_BACKUP_DESTINATION", format!("s3://{bucket}"))
+            .env("AWS_ACCESS_KEY_ID", &id)
+            .env("AWS_SECRET_ACCESS_KEY", &secret)
+            .env("SEATABLE_BACKUP_NOW", "2027-06-01T00:00:00Z")
+            .output()
+    };
+    let out = run(&["retention", "apply"]);
+    assert_exit(&out, 4);
+    let err = stderr(&out);
+    assert!(err.contains("lifecycle rules of s3://") && err.contains("admin credentials"), "{err}");
+    assert!(!err.contains(&secret), "{err}");
+    assert!(store.lifecycle_rules().await.unwrap().is_empty());
+
+    let out = run(&["prune"]);
+    assert_exit(&out, 4);
+    let err = stderr(&out);
+    assert!(err.contains("prune failed") && err.contains("admin credentials"), "{err}");
+    // Its manifest could not be deleted, so nothing of the set was.
+    assert_eq!(sets_of(store.as_ref(), "p").await, ["daily/h/2026-01-01T020000Z", "daily/h/2026-01-02T020000Z"]);
+}
+
 #[test]
 fn a_store_without_lifecycle_rules_points_to_prune() {
     let dir = tempfile::tempdir().unwrap();
