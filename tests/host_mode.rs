@@ -48,9 +48,13 @@ fn client(port: u16, sql: &str) -> String {
 fn start_server() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    // A temporary directory of its own: the shared /tmp is busy with every other test.
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
     let out = Command::new("mariadb-install-db")
         .args(["--user=root", "--auth-root-authentication-method=normal", "--skip-test-db"])
         .arg(format!("--datadir={}", data.display()))
+        .arg(format!("--tmpdir={}", tmp.display()))
         .output()
         .expect("mariadb-install-db (package mariadb-server) must be installed");
     assert!(out.status.success(), "mariadb-install-db: {}", String::from_utf8_lossy(&out.stderr));
@@ -69,6 +73,7 @@ fn start_server() -> Server {
     let child = Command::new("mariadbd")
         .arg("--no-defaults")
         .arg(format!("--datadir={}", data.display()))
+        .arg(format!("--tmpdir={}", tmp.display()))
         .arg(format!("--socket={}", dir.path().join("sock").display()))
         .arg(format!("--pid-file={}", dir.path().join("pid").display()))
         .arg(format!("--init-file={}", init.display()))
