@@ -222,9 +222,7 @@ pub struct MonitoringConfig {
 /// temporary directory, per user.
 pub fn default_lock_file() -> PathBuf {
     let run_lock = Path::new("/run/lock");
-    // SAFETY: access() only reads its NUL-terminated argument.
-    let writable = unsafe { libc::access(c"/run/lock".as_ptr(), libc::W_OK) } == 0;
-    if run_lock.is_dir() && writable {
+    if dir_writable(run_lock) {
         run_lock.join("seatable-backup.lock")
     } else {
         // SAFETY: geteuid has no preconditions and cannot fail.
@@ -496,6 +494,39 @@ pub fn system_hostname() -> String {
     }
 }
 
+/// Settings that may hold a secret, so they have no flag: read from the environment only.
+#[derive(Debug, Default)]
+struct EnvSecrets {
+    db_password: Option<String>,
+    ping_url: Option<String>,
+    ping_start_url: Option<String>,
+    ping_success_url: Option<String>,
+    ping_failure_url: Option<String>,
+    webhook_url: Option<String>,
+}
+
+impl EnvSecrets {
+    fn read() -> EnvSecrets {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        EnvSecrets {
+            db_password: var("SEATABLE_BACKUP_DB_PASSWORD"),
+            ping_url: var("SEATABLE_BACKUP_PING_URL"),
+            ping_start_url: var("SEATABLE_BACKUP_PING_START_URL"),
+            ping_success_url: var("SEATABLE_BACKUP_PING_SUCCESS_URL"),
+            ping_failure_url: var("SEATABLE_BACKUP_PING_FAILURE_URL"),
+            webhook_url: var("SEATABLE_BACKUP_WEBHOOK_URL"),
+        }
+    }
+}
+
+/// `dir` exists and this process may create files in it.
+pub fn dir_writable(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return false };
+    // SAFETY: access() only reads its NUL-terminated argument.
+    dir.is_dir() && unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0
+}
+
 impl Config {
     /// Loads the file (if any), then lays the environment and flags over it.
     ///
@@ -513,21 +544,20 @@ impl Config {
                 }
             }
         };
-        let env_password = std::env::var("SEATABLE_BACKUP_DB_PASSWORD").ok().filter(|s| !s.is_empty());
-        Config::merge(file, path, args, env_password)
+        Config::merge(file, path, args, &EnvSecrets::read())
     }
 
     /// Parses a config file's text alone (no environment, no flags); for tests and `plan`.
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let file = parse_file(text, path)?;
-        Config::merge(file, Some(path.to_path_buf()), &SettingArgs::default(), None)
+        Config::merge(file, Some(path.to_path_buf()), &SettingArgs::default(), &EnvSecrets::default())
     }
 
     fn merge(
         file: FileConfig,
         path: Option<PathBuf>,
         a: &SettingArgs,
-        env_password: Option<String>,
+        env: &EnvSecrets,
     ) -> Result<Config, ConfigError> {
         let host = a.host_name.clone().or(file.host).unwrap_or_else(system_hostname);
         if !valid_segment(&host) {
@@ -648,7 +678,7 @@ impl Config {
             }
         }
         let file_password = fd.password.clone();
-        let password = env_password.or(fd.password).map(Secret::new);
+        let password = env.db_password.clone().or(fd.password).map(Secret::new);
         let user = a.db_user.clone().or(fd.user).unwrap_or_else(|| "root".to_string());
         let database = DatabaseConfig {
             enabled: a.db_enabled.or(fd.enabled).unwrap_or(true),
@@ -798,7 +828,6 @@ impl Config {
         // Monitoring. URLs come from the file or the environment, never a flag (they may hold
         // tokens); a base `ping_url` works like healthchecks.io: `/start`, itself, `/fail`.
         let fm = file.monitoring;
-        let env_url = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let check_url = |key: &str, v: Option<String>| -> Result<Option<Secret>, ConfigError> {
             match v {
                 None => Ok(None),
@@ -808,25 +837,22 @@ impl Config {
                 Some(_) => Err(invalid(key, "expected an `http://` or `https://` URL")),
             }
         };
-        let base = check_url("monitoring.ping_url", env_url("SEATABLE_BACKUP_PING_URL").or(fm.ping_url))?;
+        let base = check_url("monitoring.ping_url", env.ping_url.clone().or(fm.ping_url))?;
         let derived = |suffix: &str| base.as_ref().map(|b| Secret::new(format!("{}{suffix}", b.expose())));
         let monitoring = MonitoringConfig {
-            ping_start: check_url(
-                "monitoring.ping_start_url",
-                env_url("SEATABLE_BACKUP_PING_START_URL").or(fm.ping_start_url),
-            )?
-            .or_else(|| derived("/start")),
+            ping_start: check_url("monitoring.ping_start_url", env.ping_start_url.clone().or(fm.ping_start_url))?
+                .or_else(|| derived("/start")),
             ping_success: check_url(
                 "monitoring.ping_success_url",
-                env_url("SEATABLE_BACKUP_PING_SUCCESS_URL").or(fm.ping_success_url),
+                env.ping_success_url.clone().or(fm.ping_success_url),
             )?
             .or_else(|| derived("")),
             ping_failure: check_url(
                 "monitoring.ping_failure_url",
-                env_url("SEATABLE_BACKUP_PING_FAILURE_URL").or(fm.ping_failure_url),
+                env.ping_failure_url.clone().or(fm.ping_failure_url),
             )?
             .or_else(|| derived("/fail")),
-            webhook: check_url("monitoring.webhook_url", env_url("SEATABLE_BACKUP_WEBHOOK_URL").or(fm.webhook_url))?,
+            webhook: check_url("monitoring.webhook_url", env.webhook_url.clone().or(fm.webhook_url))?,
             textfile: a.metrics_textfile.clone().or(fm.textfile),
             timeout: std::time::Duration::from_secs(a.ping_timeout.or(fm.timeout_secs).unwrap_or(10)),
         };
@@ -916,7 +942,7 @@ mod tests {
 
     #[test]
     fn defaults_are_sane() {
-        let c = Config::merge(FileConfig::default(), None, &args(), None).unwrap();
+        let c = Config::merge(FileConfig::default(), None, &args(), &EnvSecrets::default()).unwrap();
         assert_eq!(c.storage.destination, parse_destination(DEFAULT_DESTINATION).unwrap());
         assert_eq!(c.storage.prefix, "seatable");
         assert_eq!(c.database.databases, DEFAULT_DATABASES);
@@ -931,7 +957,7 @@ mod tests {
         let file = parse_file("[storage]\ndestination = \"s3://from-file\"\nprefix = \"a/b\"\n", &p).unwrap();
         let mut a = args();
         a.destination = Some("s3://from-flag".into());
-        let c = Config::merge(file, None, &a, None).unwrap();
+        let c = Config::merge(file, None, &a, &EnvSecrets::default()).unwrap();
         assert_eq!(c.storage.destination, Destination::S3 { bucket: "from-flag".into() });
         assert_eq!(c.storage.prefix, "a/b");
     }

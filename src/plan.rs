@@ -355,10 +355,7 @@ fn lock_check(path: &std::path::Path) -> Check {
             }
         }
         Err(_) => {
-            let dir = path.parent().unwrap_or(std::path::Path::new("/"));
-            let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap_or_default();
-            // SAFETY: access() only reads its NUL-terminated argument.
-            if unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0 {
+            if crate::config::dir_writable(path.parent().unwrap_or(std::path::Path::new("/"))) {
                 pass(NAME, format!("`{}` (created by the first run)", path.display()))
             } else {
                 fail(
@@ -388,10 +385,7 @@ fn monitoring_checks(m: &crate::config::MonitoringConfig) -> Vec<Check> {
         out.push(pass("monitoring", format!("{} (not called by plan)", hosts.join(", "))));
     }
     if let Some(t) = &m.textfile {
-        let dir = t.parent().unwrap_or(std::path::Path::new("/"));
-        let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap_or_default();
-        // SAFETY: access() only reads its NUL-terminated argument.
-        if dir.is_dir() && unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0 {
+        if crate::config::dir_writable(t.parent().unwrap_or(std::path::Path::new("/"))) {
             out.push(pass("metrics textfile", format!("`{}` (directory writable)", t.display())));
         } else {
             out.push(fail(
