@@ -1,30 +1,124 @@
 //! Compression and stream-watching adaptors between a producer and the uploader.
 
+use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
-use async_compression::tokio::bufread::{GzipEncoder, ZstdEncoder};
+use async_compression::codecs::{EncodeV2, GzipEncoder, ZstdEncoder};
+use async_compression::core::util::{PartialBuffer, WriteBuffer};
 use async_compression::Level;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use tokio::io::{AsyncBufRead, AsyncRead};
+use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
 use tokio_util::io::StreamReader;
 
 use crate::config::{Algorithm, CompressionConfig};
 
 /// Wraps `input` in the configured compressor, which reads straight from `input`'s buffers.
-pub fn compress<R: AsyncBufRead + Send + 'static>(input: R, c: &CompressionConfig) -> Pin<Box<dyn AsyncRead + Send>> {
-    let buffered = input;
-    match c.algorithm {
+pub fn compress<R: AsyncBufRead + Send + Unpin + 'static>(
+    input: R,
+    c: &CompressionConfig,
+) -> Pin<Box<dyn AsyncRead + Send>> {
+    let codec: Box<dyn EncodeV2 + Send> = match c.algorithm {
         Algorithm::Zstd => {
             let mut params = Vec::new();
             if c.threads > 0 {
                 params.push(async_compression::zstd::CParameter::nb_workers(c.threads));
             }
-            Box::pin(ZstdEncoder::with_quality_and_params(buffered, Level::Precise(c.level), &params))
+            let level = async_compression::zstd::CParameter::quality(Level::Precise(c.level));
+            Box::new(ZstdEncoder::new_with_params(level, &params))
         }
-        Algorithm::Gzip => Box::pin(GzipEncoder::with_quality(buffered, Level::Precise(c.level))),
+        Algorithm::Gzip => {
+            let params = async_compression::codecs::flate::params::FlateEncoderParams::from(Level::Precise(c.level));
+            Box::new(GzipEncoder::new(params))
+        }
+    };
+    Box::pin(Compressor { input, codec, phase: Phase::Encoding })
+}
+
+/// A compressor that reads from a buffered reader and ends blocks only where the codec chooses.
+///
+/// async-compression's own bufread encoders (0.4) flush the codec whenever the reader is not
+/// ready: for zstd that ends the current block early each time the producer lags, which costs
+/// ratio and CPU, stalls zstd's worker threads, and makes the output depend on timing (the same
+/// tree gave different bytes on every run, so a deduplicating store like Garage could never
+/// reuse a block). This one waits for input instead; the output is a function of the input.
+struct Compressor<R> {
+    input: R,
+    codec: Box<dyn EncodeV2 + Send>,
+    phase: Phase,
+}
+
+#[derive(PartialEq)]
+enum Phase {
+    Encoding,
+    Finishing,
+    Done,
+    Failed,
+}
+
+impl<R: AsyncBufRead + Unpin> AsyncRead for Compressor<R> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        let mut output = WriteBuffer::new_initialized(buf.initialize_unfilled());
+        let result = this.fill(cx, &mut output);
+        let written = output.written_len();
+        buf.advance(written);
+        if result.is_ready() || written == 0 {
+            result
+        } else {
+            Poll::Ready(Ok(()))
+        }
+    }
+}
+
+impl<R: AsyncBufRead + Unpin> Compressor<R> {
+    /// Encodes until `output` is full, the input is not ready, or the stream has ended.
+    fn fill(&mut self, cx: &mut Context<'_>, output: &mut WriteBuffer<'_>) -> Poll<io::Result<()>> {
+        while !output.has_no_spare_space() {
+            match self.phase {
+                Phase::Encoding => {
+                    let data = match Pin::new(&mut self.input).poll_fill_buf(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Ready(Ok(data)) => data,
+                    };
+                    if data.is_empty() {
+                        self.phase = Phase::Finishing;
+                        continue;
+                    }
+                    let before = output.written_len();
+                    let mut input = PartialBuffer::new(data);
+                    let encoded = self.codec.encode(&mut input, output);
+                    let consumed = input.written_len();
+                    Pin::new(&mut self.input).consume(consumed);
+                    if let Err(e) = encoded {
+                        self.phase = Phase::Failed;
+                        return Poll::Ready(Err(e));
+                    }
+                    if consumed == 0 && output.written_len() == before {
+                        self.phase = Phase::Failed;
+                        return Poll::Ready(Err(io::Error::other("the compressor made no progress")));
+                    }
+                }
+                Phase::Finishing => match self.codec.finish(output) {
+                    Ok(true) => self.phase = Phase::Done,
+                    Ok(false) => {}
+                    Err(e) => {
+                        self.phase = Phase::Failed;
+                        return Poll::Ready(Err(e));
+                    }
+                },
+                Phase::Done => break,
+                Phase::Failed => return Poll::Ready(Err(io::Error::other("the compressor failed earlier"))),
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -116,6 +210,82 @@ mod tests {
                 .unwrap();
             assert_eq!(back, data, "{algorithm:?}");
         }
+    }
+
+    /// A stream whose chunks arrive one by one, each after the reader found it not ready.
+    fn trickle(data: &[u8], chunk: usize) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+        let chunks: Vec<Bytes> = data.chunks(chunk).map(Bytes::copy_from_slice).collect();
+        futures::stream::iter(chunks).then(|c| async move {
+            tokio::task::yield_now().await;
+            Ok(c)
+        })
+    }
+
+    #[tokio::test]
+    async fn output_does_not_depend_on_when_input_arrives() {
+        // Compressible and incompressible parts, as in a data directory.
+        let mut data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8 ^ (i >> 12) as u8).collect();
+        data.extend(crate::source::tar::tests::random_bytes(700_000, 3));
+        for (algorithm, threads) in [(Algorithm::Zstd, 0), (Algorithm::Zstd, 2), (Algorithm::Gzip, 0)] {
+            let c = CompressionConfig { algorithm, level: 3, threads };
+            let mut whole = Vec::new();
+            compress(std::io::Cursor::new(data.clone()), &c).read_to_end(&mut whole).await.unwrap();
+            for chunk in [1000, 65_536, 1 << 20] {
+                let mut pieces = Vec::new();
+                compress(StreamReader::new(Box::pin(trickle(&data, chunk))), &c)
+                    .read_to_end(&mut pieces)
+                    .await
+                    .unwrap();
+                assert!(pieces == whole, "{algorithm:?} threads={threads}: chunks of {chunk} gave other bytes");
+            }
+            let mut back = Vec::new();
+            decompress(tokio::io::BufReader::new(std::io::Cursor::new(whole)), algorithm)
+                .read_to_end(&mut back)
+                .await
+                .unwrap();
+            assert!(back == data, "{algorithm:?} threads={threads}: round trip");
+        }
+    }
+
+    #[tokio::test]
+    async fn small_reads_and_empty_input() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i / 7) as u8).collect();
+        for algorithm in [Algorithm::Zstd, Algorithm::Gzip] {
+            let c = CompressionConfig { algorithm, level: 3, threads: 0 };
+            let mut whole = Vec::new();
+            compress(std::io::Cursor::new(data.clone()), &c).read_to_end(&mut whole).await.unwrap();
+            // Reads of 7 bytes at a time: the output buffer is full after almost every call.
+            let mut reader = compress(std::io::Cursor::new(data.clone()), &c);
+            let (mut small, mut buf) = (Vec::new(), [0u8; 7]);
+            loop {
+                let n = reader.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                small.extend_from_slice(&buf[..n]);
+            }
+            assert!(small == whole, "{algorithm:?}");
+            // An empty input still gives a valid, empty stream.
+            let mut empty = Vec::new();
+            compress(std::io::Cursor::new(Vec::new()), &c).read_to_end(&mut empty).await.unwrap();
+            assert!(!empty.is_empty());
+            let mut back = Vec::new();
+            decompress(tokio::io::BufReader::new(std::io::Cursor::new(empty)), algorithm)
+                .read_to_end(&mut back)
+                .await
+                .unwrap();
+            assert!(back.is_empty(), "{algorithm:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reader_error_is_passed_on() {
+        let c = CompressionConfig { algorithm: Algorithm::Zstd, level: 3, threads: 0 };
+        let chunks = vec![Ok(Bytes::from_static(b"some bytes")), Err(std::io::Error::other("the producer broke"))];
+        let mut out = Vec::new();
+        let err =
+            compress(StreamReader::new(futures::stream::iter(chunks)), &c).read_to_end(&mut out).await.unwrap_err();
+        assert!(err.to_string().contains("the producer broke"), "{err}");
     }
 
     #[tokio::test]
