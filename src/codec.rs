@@ -51,7 +51,6 @@ struct Compressor<R> {
     phase: Phase,
 }
 
-#[derive(PartialEq)]
 enum Phase {
     Encoding,
     Finishing,
