@@ -489,7 +489,12 @@ mod tests {
         async fn get_stream(&self, key: &str) -> Result<crate::store::ByteReader, crate::store::StoreError> {
             self.inner.get_stream(key).await
         }
-        async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<bytes::Bytes, crate::store::StoreError> {
+        async fn get_range(
+            &self,
+            key: &str,
+            start: u64,
+            len: u64,
+        ) -> Result<Vec<bytes::Bytes>, crate::store::StoreError> {
             self.inner.get_range(key, start, len).await
         }
         async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, crate::store::StoreError> {

@@ -885,7 +885,9 @@ pub async fn run(config: &Config, store: Arc<dyn Store>, opts: &RestoreOptions, 
     if let (Some(t), Some(report)) = (&data_target, &unpacked) {
         // The unpacked files reach the disk before they replace the live tree.
         let dir = t.staging.clone();
+        let flush = std::time::Instant::now();
         let _ = tokio::task::spawn_blocking(move || syncfs(&dir)).await;
+        tracing::info!(seconds = format!("{:.1}", flush.elapsed().as_secs_f64()), "the restored files are on disk");
         let moved = swap_data(t, &excluded)?;
         staged.forget_dir(&t.staging);
         let mut line = format!(

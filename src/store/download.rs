@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 
 use super::{Store, StoreError};
@@ -96,7 +96,7 @@ fn transient(e: &StoreError) -> bool {
     matches!(e, StoreError::Unreachable { .. } | StoreError::Service { .. } | StoreError::Io { .. })
 }
 
-async fn fetch(store: &dyn Store, key: &str, start: u64, len: u64, retries: u32) -> Result<Bytes, StoreError> {
+async fn fetch(store: &dyn Store, key: &str, start: u64, len: u64, retries: u32) -> Result<Vec<Bytes>, StoreError> {
     let mut attempt = 0;
     loop {
         match store.get_range(key, start, len).await {
@@ -130,6 +130,8 @@ pub fn ranged(
             }
         })
         .buffered(policy.in_flight.max(1))
+        .map_ok(|pieces| futures::stream::iter(pieces.into_iter().map(Ok)))
+        .try_flatten()
 }
 
 /// Downloads `key` and checks it against `expected` on the way. The stream yields an error

@@ -193,7 +193,7 @@ impl Store for LocalStore {
         }
     }
 
-    async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Bytes, StoreError> {
+    async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Vec<Bytes>, StoreError> {
         use std::os::unix::fs::FileExt;
         let path = self.path_of(key)?;
         let key = key.to_string();
@@ -213,7 +213,7 @@ impl Store for LocalStore {
                     Err(e) => return Err(io_err("read", &path, e)),
                 }
             }
-            Ok(Bytes::from(buf))
+            Ok(vec![Bytes::from(buf)])
         })
         .await
     }

@@ -124,9 +124,10 @@ pub trait Store: Send + Sync + 'static {
     async fn get_object(&self, key: &str) -> Result<Bytes, StoreError>;
     /// Streams an object.
     async fn get_stream(&self, key: &str) -> Result<ByteReader, StoreError>;
-    /// Reads `len` bytes of an object from byte `start`; fewer bytes (a shorter object) is an
-    /// error, never a silent short read.
-    async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Bytes, StoreError>;
+    /// Reads `len` bytes of an object from byte `start`, in the pieces they arrived in (not
+    /// copied into one buffer); fewer bytes (a shorter object) is an error, never a silent
+    /// short read.
+    async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Vec<Bytes>, StoreError>;
     /// Every object whose key starts with `prefix`, sorted by key.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError>;
     async fn delete(&self, key: &str) -> Result<(), StoreError>;

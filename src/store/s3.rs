@@ -351,10 +351,10 @@ impl Store for S3Store {
         Ok(Box::pin(out.body.into_async_read()))
     }
 
-    async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Bytes, StoreError> {
+    async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Vec<Bytes>, StoreError> {
         check_key(key)?;
         if len == 0 {
-            return Ok(Bytes::new());
+            return Ok(Vec::new());
         }
         let end = start + len; // exclusive
         let req = self.client.get_object().bucket(&self.bucket).key(key);
@@ -368,20 +368,18 @@ impl Store for S3Store {
                     other => other,
                 }
             })?;
-        let data = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StoreError::Service {
-                op: "read",
-                target: self.target(key),
-                detail: one_line(&DisplayErrorContext(&e).to_string()),
-            })?
-            .into_bytes();
-        if data.len() as u64 != len {
-            return Err(StoreError::Short { key: key.to_string(), start, end, got: data.len() as u64 });
+        let data = out.body.collect().await.map_err(|e| StoreError::Service {
+            op: "read",
+            target: self.target(key),
+            detail: one_line(&DisplayErrorContext(&e).to_string()),
+        })?;
+        // The body's frames as they came (into_bytes would copy them into one new buffer).
+        let pieces: Vec<Bytes> = data.into_segments().collect();
+        let got: u64 = pieces.iter().map(|b| b.len() as u64).sum();
+        if got != len {
+            return Err(StoreError::Short { key: key.to_string(), start, end, got });
         }
-        Ok(data)
+        Ok(pieces)
     }
 
     async fn abort_upload(&self, upload: &OpenUpload) -> Result<(), StoreError> {
