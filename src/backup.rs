@@ -16,7 +16,7 @@ use crate::catalog::{
     self, Kind, Manifest, ObjectEntry, SeatableInfo, SetId, Skipped, SourceInfo, StorageInfo, TarSummary,
 };
 use crate::cli::Only;
-use crate::config::{Config, DbAccess, LOG_TABLES};
+use crate::config::{CompressionConfig, Config, DbAccess, LOG_TABLES};
 use crate::error::{storage, usage, Class as ErrClass, Failure};
 use crate::mirror;
 use crate::seatable::{self, AppContainer, Install};
@@ -165,9 +165,10 @@ pub async fn run(
                 config.database.exclude_tables.iter().filter(|t| t.starts_with(&format!("{name}."))).cloned().collect();
             let t = Instant::now();
             let produced = src.dump(name, &excluded).await?;
-            let (staged, report): (Staged, DumpReport) = transfer(&store, &key, produced, config)
-                .await
-                .with_context(|| format!("backing up database `{name}`"))?;
+            let (staged, report): (Staged, DumpReport) =
+                transfer(&store, &key, produced, config, &config.compression.for_dumps())
+                    .await
+                    .with_context(|| format!("backing up database `{name}`"))?;
             let entry = dump_entry(format!("db/{name}"), &staged, &report, config, name, excluded.clone(), vec![]);
             staged.commit().await.with_context(|| format!("backing up database `{name}`"))?;
             written.push(&key);
@@ -393,9 +394,10 @@ async fn dump_log_tables(
     let key = id.key(&config.storage.prefix, &catalog::log_tables_name(db, ext));
     let t = Instant::now();
     let produced = src.dump_tables(db, &tables).await?;
-    let (staged, report): (Staged, DumpReport) = transfer(store, &key, produced, config)
-        .await
-        .with_context(|| format!("backing up the log tables of `{db}`"))?;
+    let (staged, report): (Staged, DumpReport) =
+        transfer(store, &key, produced, config, &config.compression.for_dumps())
+            .await
+            .with_context(|| format!("backing up the log tables of `{db}`"))?;
     let entry = dump_entry(format!("db/{db}/log-tables"), &staged, &report, config, db, vec![], tables);
     staged.commit().await.with_context(|| format!("backing up the log tables of `{db}`"))?;
     written.push(&key);
@@ -490,8 +492,9 @@ async fn archive(
     };
     let t = Instant::now();
     let produced = data::tar_stream(dir.to_path_buf(), excludes);
-    let (staged, report): (Staged, DataReport) =
-        transfer(store, key, produced, config).await.with_context(|| format!("backing up {what}"))?;
+    let (staged, report): (Staged, DataReport) = transfer(store, key, produced, config, &config.compression)
+        .await
+        .with_context(|| format!("backing up {what}"))?;
     let s = report.stats;
     let entry = ObjectEntry {
         tar: Some(TarSummary {
@@ -619,12 +622,13 @@ async fn transfer<T>(
     key: &str,
     produced: Produced<T>,
     config: &Config,
+    compression: &CompressionConfig,
 ) -> anyhow::Result<(Staged, T)> {
     // The progress line names the object within its set: `db/dtable_db.sql.zst`, `data/...`.
     let mut tail = key.rsplit('/');
     let (name, dir) = (tail.next().unwrap_or(key), tail.next().unwrap_or(""));
     crate::output::begin(&format!("{dir}/{name}"));
-    let result = transfer_counted(store, key, produced, config).await;
+    let result = transfer_counted(store, key, produced, config, compression).await;
     crate::output::end();
     result
 }
@@ -634,10 +638,10 @@ async fn transfer_counted<T>(
     key: &str,
     produced: Produced<T>,
     config: &Config,
+    compression: &CompressionConfig,
 ) -> anyhow::Result<(Staged, T)> {
     let Produced { reader, finish } = produced;
-    let compressed =
-        crate::output::count_stored(codec::compress(crate::output::count_read(reader), &config.compression));
+    let compressed = crate::output::count_stored(codec::compress(crate::output::count_read(reader), compression));
     match upload::stage(store, key, compressed, &config.storage.upload).await {
         Ok(staged) => match finish.await {
             Ok(report) => Ok((staged, report)),

@@ -199,7 +199,7 @@ mod tests {
     async fn compress_then_decompress_is_identity() {
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
         for algorithm in [Algorithm::Zstd, Algorithm::Gzip] {
-            let c = CompressionConfig { algorithm, level: 3, threads: 0 };
+            let c = CompressionConfig { algorithm, level: 3, threads: 0, dump_threads: 0 };
             let mut compressed = Vec::new();
             compress(std::io::Cursor::new(data.clone()), &c).read_to_end(&mut compressed).await.unwrap();
             let mut back = Vec::new();
@@ -226,7 +226,7 @@ mod tests {
         let mut data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8 ^ (i >> 12) as u8).collect();
         data.extend(crate::source::tar::tests::random_bytes(700_000, 3));
         for (algorithm, threads) in [(Algorithm::Zstd, 0), (Algorithm::Zstd, 2), (Algorithm::Gzip, 0)] {
-            let c = CompressionConfig { algorithm, level: 3, threads };
+            let c = CompressionConfig { algorithm, level: 3, threads, dump_threads: 0 };
             let mut whole = Vec::new();
             compress(std::io::Cursor::new(data.clone()), &c).read_to_end(&mut whole).await.unwrap();
             for chunk in [1000, 65_536, 1 << 20] {
@@ -250,7 +250,7 @@ mod tests {
     async fn small_reads_and_empty_input() {
         let data: Vec<u8> = (0..300_000u32).map(|i| (i / 7) as u8).collect();
         for algorithm in [Algorithm::Zstd, Algorithm::Gzip] {
-            let c = CompressionConfig { algorithm, level: 3, threads: 0 };
+            let c = CompressionConfig { algorithm, level: 3, threads: 0, dump_threads: 0 };
             let mut whole = Vec::new();
             compress(std::io::Cursor::new(data.clone()), &c).read_to_end(&mut whole).await.unwrap();
             // Reads of 7 bytes at a time: the output buffer is full after almost every call.
@@ -279,7 +279,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_reader_error_is_passed_on() {
-        let c = CompressionConfig { algorithm: Algorithm::Zstd, level: 3, threads: 0 };
+        let c = CompressionConfig { algorithm: Algorithm::Zstd, level: 3, threads: 0, dump_threads: 0 };
         let chunks = vec![Ok(Bytes::from_static(b"some bytes")), Err(std::io::Error::other("the producer broke"))];
         let mut out = Vec::new();
         let err =

@@ -129,7 +129,7 @@ impl Fixture {
         let (mkey, mut m) = self.manifest().await;
         let mut z = seatable_backup::codec::compress(
             std::io::Cursor::new(raw.to_vec()),
-            &CompressionConfig { algorithm: Algorithm::Zstd, level: 3, threads: 0 },
+            &CompressionConfig { algorithm: Algorithm::Zstd, level: 3, threads: 0, dump_threads: 0 },
         );
         let mut stored = Vec::new();
         z.read_to_end(&mut stored).await.unwrap();

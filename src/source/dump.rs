@@ -29,7 +29,16 @@ exec "$@""#;
 
 const PROBE: &str = r#"for b in mariadb-dump mysqldump; do if command -v "$b" >/dev/null 2>&1; then echo "$b"; break; fi; done
 echo ---
-for b in mariadb mysql; do if command -v "$b" >/dev/null 2>&1; then echo "$b"; break; fi; done"#;
+for b in mariadb mysql; do if command -v "$b" >/dev/null 2>&1; then echo "$b"; break; fi; done
+echo ---
+if stdbuf -o 1M true >/dev/null 2>&1; then echo stdbuf; fi"#;
+
+/// How a dump inside a container writes its output: through a 1 MiB stdio buffer (coreutils'
+/// `stdbuf`), where the container has it. mariadb-dump writes in 4 KiB pieces otherwise, and
+/// every piece travels on its own through the container runtime (pipe, conmon, the API
+/// service, the socket to us), each hop waking the next: on two cores, that relay made a dump
+/// of 600 MB take 7.3 s to /dev/null, against 6.0 s with the buffer. The bytes are the same.
+const OUTPUT_BUFFER: [&str; 3] = ["stdbuf", "-o", "1M"];
 
 /// The options of every dump (on top of the tools' default `--opt`).
 pub const DUMP_OPTIONS: [&str; 8] = [
@@ -46,8 +55,16 @@ pub const DUMP_OPTIONS: [&str; 8] = [
 const COMPLETED: &[u8] = b"-- Dump completed";
 
 pub(super) enum Runner {
-    Container { docker: Docker, container: String },
-    Host { host: String, port: u16 },
+    /// `buffered`: the container has a working `stdbuf` (see [`OUTPUT_BUFFER`]).
+    Container {
+        docker: Docker,
+        container: String,
+        buffered: bool,
+    },
+    Host {
+        host: String,
+        port: u16,
+    },
 }
 
 /// A reachable database server, checked: binaries found, login accepted.
@@ -107,10 +124,11 @@ impl DbSource {
                     )));
                 }
                 let text = String::from_utf8_lossy(&out.stdout).to_string();
-                let (dump, client) = text.split_once("---").unwrap_or((&text, ""));
-                let (dump, client) = (dump.trim().to_string(), client.trim().to_string());
+                let mut parts = text.split("---").map(str::trim);
+                let (dump, client) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+                let buffered = parts.next() == Some("stdbuf");
                 (
-                    Runner::Container { docker, container },
+                    Runner::Container { docker, container, buffered },
                     (!dump.is_empty()).then_some(dump),
                     (!client.is_empty()).then_some(client),
                 )
@@ -214,7 +232,7 @@ impl DbSource {
         full.extend(self.client_args());
         full.extend(args.iter().cloned());
         match &self.runner {
-            Runner::Container { docker, container } => {
+            Runner::Container { docker, container, .. } => {
                 docker.exec_capture(container, self.wrap(full), self.env()).await
             }
             Runner::Host { .. } => {
@@ -285,7 +303,9 @@ impl DbSource {
         let where_ = self.describe();
         let db_name = db.to_string();
         let (chunks, inner_finish) = match &self.runner {
-            Runner::Container { docker, container } => {
+            Runner::Container { docker, container, buffered } => {
+                let argv =
+                    if *buffered { OUTPUT_BUFFER.iter().map(|s| s.to_string()).chain(argv).collect() } else { argv };
                 docker.exec_stream(container, self.wrap(argv), self.env()).await?
             }
             Runner::Host { .. } => self.spawn_host(argv)?,

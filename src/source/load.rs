@@ -102,7 +102,7 @@ impl DbSource {
         full.extend(self.client_args());
         full.extend(args);
         match &self.runner {
-            Runner::Container { docker, container } => {
+            Runner::Container { docker, container, .. } => {
                 let e = docker.exec_stdin(container, self.wrap(full), self.env()).await?;
                 Ok(Client { input: e.input, stdout: e.stdout, exited: e.exited, finish: e.finish })
             }
