@@ -23,7 +23,7 @@ use crate::list::human_bytes;
 use crate::seatable::{compare_versions, Install, Layout};
 use crate::source::docker::Docker;
 use crate::source::dump::DbSource;
-use crate::source::load::{DbNames, FeedError};
+use crate::source::load::{ident, DbNames, FeedError};
 use crate::source::untar::{self, UntarOptions, UntarReport};
 use crate::store::download::{fetch_verified, DownloadPolicy, Expected, FetchState};
 use crate::store::Store;
@@ -381,13 +381,20 @@ async fn stage_database(
     staged: &Staged,
 ) -> anyhow::Result<u64> {
     let names = DbNames::for_db(&it.target)?;
+    let known = db.schemas(&[&names.live, &names.staging, &names.old]).await?;
     for leftover in [&names.staging, &names.old] {
-        if db.database_exists(leftover).await? {
+        if known.exists(leftover) {
             tracing::warn!(database = %leftover, "dropping a database left by an interrupted restore");
-            db.drop_database(leftover).await?;
         }
     }
-    db.create_database_like(&names.staging, &names.live).await?;
+    // One command: each one run in the container costs about 0.1 s.
+    db.sql(&format!(
+        "DROP DATABASE IF EXISTS {staging}; DROP DATABASE IF EXISTS {old}; CREATE DATABASE {staging} {}",
+        known.spec(&names.live),
+        staging = ident(&names.staging),
+        old = ident(&names.old),
+    ))
+    .await?;
     staged.add_db(db, &names.staging);
     tracing::info!(database = %it.target, staging = %names.staging, key = %it.item.key, "loading the dump into a staging database");
     let mut bytes = load_item(db, store, &it.item, &names.staging, strip_sandbox, policy)
@@ -445,8 +452,10 @@ async fn stage_data(
     tracing::info!(key = %item.key, staging = %staging.display(), "unpacking the {} archive into a staging directory", target.what);
     let (reader, state) = open_item(store, item, policy);
     // Download, hashing and decompression run in a task of their own; the unpacking thread only
-    // writes files. The channel between them holds a few MiB.
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+    // writes files. The channel between them holds up to 16 chunks of 1 MiB: with 4, the
+    // unpacking thread waited for input about 1.0 s of a 4.7 s restore of the benchmark tree
+    // (the task shares the two cores with the store), with 16 about 0.75 s.
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(16);
     let pump = tokio::spawn(async move {
         let mut chunks = tokio_util::io::ReaderStream::with_capacity(reader, 1 << 20);
         while let Some(chunk) = futures::StreamExt::next(&mut chunks).await {
@@ -457,13 +466,17 @@ async fn stage_data(
         }
     });
     let dest = staging.clone();
+    let waited = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let waited_in = waited.clone();
     let unpacked = tokio::task::spawn_blocking(move || {
-        let reader = ChannelReader { rx, current: bytes::Bytes::new() };
+        let reader = ChannelReader { rx, current: bytes::Bytes::new(), waited: waited_in };
         untar::unpack(reader, &dest, &untar_opts)
     })
     .await
     .map_err(|e| anyhow::anyhow!("the unpacking thread failed: {e}"))?;
     pump.abort();
+    let waited = std::time::Duration::from_micros(waited.load(std::sync::atomic::Ordering::Relaxed));
+    tracing::debug!(seconds = format!("{:.2}", waited.as_secs_f64()), "the unpacking thread waited for input");
     match unpacked {
         Ok(report) => {
             state.verified(&item.key)?;
@@ -499,12 +512,18 @@ async fn stage_data(
 struct ChannelReader {
     rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
     current: bytes::Bytes,
+    /// Microseconds spent waiting for the next chunk (for the debug log).
+    waited: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::io::Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.current.is_empty() {
-            match self.rx.blocking_recv() {
+            let t = std::time::Instant::now();
+            let got = self.rx.blocking_recv();
+            let micros = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.waited.fetch_add(micros, std::sync::atomic::Ordering::Relaxed);
+            match got {
                 Some(chunk) => self.current = chunk?,
                 None => return Ok(0),
             }
@@ -810,12 +829,7 @@ pub async fn run(config: &Config, store: Arc<dyn Store>, opts: &RestoreOptions, 
         for it in &dbs {
             let bytes = stage_database(src, &store, it, strip, policy, staged).await?;
             let names = DbNames::for_db(&it.target)?;
-            let mut unmovable = src.unmovable_objects(&names.staging).await?;
-            for u in src.unmovable_objects(&names.live).await? {
-                if !unmovable.contains(&u) {
-                    unmovable.push(u);
-                }
-            }
+            let unmovable = src.unmovable_objects(&[&names.staging, &names.live]).await?;
             if !unmovable.is_empty() && opts.db_mode == DbMode::Swap {
                 let list: Vec<String> = unmovable.iter().take(5).map(|u| u.to_string()).collect();
                 return Err(Failure::new(

@@ -78,8 +78,25 @@ async fn migration_restores_another_hosts_set_into_another_container_and_directo
         stderr(&out)
     );
 
+    // Databases an interrupted restore left behind are dropped first (with a warning).
+    let target = e.target_container();
+    e.sql_at(
+        target,
+        "",
+        &format!(
+            "CREATE DATABASE IF NOT EXISTS `{db}__sb_staging`; CREATE TABLE `{db}__sb_staging`.junk (i INT); \
+             CREATE DATABASE IF NOT EXISTS `{db}__sb_old`; CREATE TABLE `{db}__sb_old`.junk (i INT)"
+        ),
+    );
     let out = restore(&["restore", "--from-host", "oldhost"]);
     assert_exit(&out, 0);
+    assert!(stderr(&out).contains("dropping a database left by an interrupted restore"), "{}", stderr(&out));
+    let left = e.sql_at(
+        target,
+        "",
+        &format!("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE '{db}\\_\\_sb\\_%'"),
+    );
+    assert_eq!(left.trim(), "0", "staging or old databases are left over");
     assert!(stdout(&out).contains("PLUGINS_REPO_ID"), "a migration warns about the domain: {}", stdout(&out));
     let source_sums = e.checksums(&db);
     assert!(!source_sums.is_empty());
