@@ -215,6 +215,7 @@ impl DbSource {
         Ok(known)
     }
 
+    /// Base tables (and sequences) of `db`, sorted.
     pub async fn tables_of(&self, db: &str) -> anyhow::Result<Vec<String>> {
         let rows = self
             .sql(&format!(
@@ -225,8 +226,8 @@ impl DbSource {
         Ok(rows.into_iter().filter_map(|r| r.into_iter().next()).collect())
     }
 
-    /// Views, triggers, routines and events of `db`: objects a table swap cannot move.
-    /// The objects of `dbs` that `RENAME TABLE` cannot move (each kind and name once).
+    /// Views, triggers, routines and events of `dbs`: objects a table swap cannot move (each
+    /// kind and name once).
     pub async fn unmovable_objects(&self, dbs: &[&str]) -> anyhow::Result<Vec<Unmovable>> {
         let l = dbs.iter().map(|d| literal(d)).collect::<Vec<_>>().join(", ");
         let rows = self
@@ -430,7 +431,7 @@ impl DbSource {
 pub struct Schemas {
     /// Database -> (character set, collation).
     charsets: std::collections::HashMap<String, (String, String)>,
-    /// Database -> its tables (not views), sorted.
+    /// Database -> its base tables (and sequences), sorted.
     tables: std::collections::HashMap<String, Vec<String>>,
 }
 
