@@ -93,7 +93,13 @@ pub async fn run(config: &Config, store: &dyn Store, json: bool) -> anyhow::Resu
                 }
                 checks.push(pass(
                     "dump tool found",
-                    format!("`{}` (client `{}`) in {}", src.dump_binary, src.client_binary, src.describe()),
+                    format!(
+                        "`{}` (client `{}`{}) in {}",
+                        src.dump_binary,
+                        src.client_binary,
+                        if src.output_buffered() { "; dump output through `stdbuf -o 1M`" } else { "" },
+                        src.describe()
+                    ),
                 ));
                 checks.push(pass(
                     "database login",

@@ -282,6 +282,9 @@ async fn plan_checks_everything_and_writes_nothing() {
         "database container found",
         "`seatable-mysql`",
         "dump tool found",
+        // The test containers have coreutils: dumps (also those of the round-trip tests) run
+        // under stdbuf.
+        "dump output through `stdbuf -o 1M`",
         "database `dtable_db` exists",
         "data directory readable",
     ] {

@@ -187,6 +187,11 @@ impl DbSource {
         Ok(src)
     }
 
+    /// Whether dumps run under `stdbuf` (see [`OUTPUT_BUFFER`]).
+    pub fn output_buffered(&self) -> bool {
+        matches!(self.runner, Runner::Container { buffered: true, .. })
+    }
+
     /// `container `x`` or `host:port`, for messages.
     pub fn describe(&self) -> String {
         match &self.runner {
