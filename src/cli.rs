@@ -112,9 +112,9 @@ pub struct RestoreArgs {
     /// Restore a set without a manifest (nothing can be checked; a warning says so).
     #[arg(long)]
     pub allow_incomplete: bool,
-    /// `swap` (default): atomic table swap from a staging database. `recreate`: for dumps with
-    /// views, triggers, routines or events: drop the live database and load the dump (not atomic).
-    #[arg(long, value_enum, default_value = "swap")]
+    /// No longer needed (kept so that scripts passing it still run): every database, with its
+    /// views, triggers, routines and events, is restored with the atomic swap.
+    #[arg(long, value_enum, default_value = "swap", hide = true)]
     pub db_restore: DbModeArg,
     /// Remove the previous data directory after the swap instead of keeping it under a dated name.
     #[arg(long)]

@@ -22,6 +22,7 @@ pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod error;
+pub mod failpoint;
 pub mod list;
 pub mod lock;
 pub mod mirror;

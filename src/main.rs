@@ -9,7 +9,7 @@ use seatable_backup::cli::{Cli, Command, DbModeArg, LogFormat, RestorePart, Rete
 use seatable_backup::config::Config;
 use seatable_backup::error::{class_of, hint_of, one_line, Class};
 use seatable_backup::monitor::{Monitor, RunReport};
-use seatable_backup::restore::{self, DbMode, Part, RestoreOptions, Staged};
+use seatable_backup::restore::{self, Part, RestoreOptions};
 use seatable_backup::source::untar::UntarOptions;
 use seatable_backup::verify::{self, VerifyOptions};
 use seatable_backup::{clock, list, lock, output, plan, prune, retention, store};
@@ -128,6 +128,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plan(args) => plan::run(&config, store.as_ref(), args.json).await,
         Command::Restore(args) => {
             let _lock = if args.dry_run { None } else { Some(lock::acquire(&config.lock_file, "restore")?) };
+            if args.db_restore == DbModeArg::Recreate {
+                tracing::warn!("--db-restore recreate is no longer needed: views, triggers, routines and events are restored with the atomic swap");
+            }
             let opts = RestoreOptions {
                 selection: selection(&args.set, &config, args.allow_incomplete)?,
                 only: args.only.map(|p| match p {
@@ -137,10 +140,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     RestorePart::Objects => Part::Objects,
                 }),
                 databases: args.only_databases,
-                db_mode: match args.db_restore {
-                    DbModeArg::Swap => DbMode::Swap,
-                    DbModeArg::Recreate => DbMode::Recreate,
-                },
                 replace: args.replace,
                 force: args.force,
                 untar: UntarOptions {
@@ -152,21 +151,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 seatable_restore_all: args.seatable_restore_all,
                 dry_run: args.dry_run,
             };
-            let staged = Staged::default();
-            let work = restore::run(&config, store.clone(), &opts, &staged);
-            tokio::select! {
-                result = work => {
-                    if result.is_err() {
-                        staged.remove_all().await;
-                    }
-                    result
-                }
-                signal = shutdown_signal() => {
-                    tracing::error!("{signal} received: aborting the restore");
-                    staged.remove_all().await;
-                    Err(seatable_backup::error::Failure::new(Class::Interrupted, format!("restore interrupted by {signal}; what was staged is removed, nothing was swapped in after the signal")).into())
-                }
-            }
+            // A signal does not drop the restore half-way: it asks it to stop, and the restore
+            // removes what it staged or undoes the swap under way before it returns.
+            let cancel = tokio_util::sync::CancellationToken::new();
+            let on_signal = cancel.clone();
+            let watcher = tokio::spawn(async move {
+                let signal = shutdown_signal().await;
+                tracing::error!(
+                    "{signal} received: stopping the restore (what was staged is removed, a swap under way is undone)"
+                );
+                on_signal.cancel();
+            });
+            let result = restore::run(&config, store.clone(), &opts, &cancel).await;
+            watcher.abort();
+            result
         }
         Command::Retention(args) => match args.action {
             RetentionAction::Show { json } => retention::show(&config, store.as_ref(), json).await,

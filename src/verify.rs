@@ -13,8 +13,8 @@ use crate::codec::decompress;
 use crate::config::{Algorithm, Config};
 use crate::error::{integrity, Class, Failure};
 use crate::list::human_bytes;
+use crate::restore::load::FeedError;
 use crate::source::dump::DbSource;
-use crate::source::load::FeedError;
 use crate::store::download::{fetch_verified, DownloadPolicy, Expected};
 use crate::store::Store;
 
@@ -142,7 +142,7 @@ async fn deep_check(
     store: &Arc<dyn Store>,
     o: &ObjectEntry,
     policy: DownloadPolicy,
-    strip: bool,
+    feed: &crate::restore::load::FeedOptions,
 ) -> anyhow::Result<String> {
     let name = o.database.clone().unwrap_or_default();
     let scratch = format!("{}__sb_verify", name);
@@ -150,11 +150,11 @@ async fn deep_check(
         return Err(integrity(format!("database name `{name}` is too long for a throw-away copy")));
     }
     db.drop_database(&scratch).await?;
-    db.sql(&format!("CREATE DATABASE {} CHARACTER SET 'utf8mb4'", crate::source::load::ident(&scratch))).await?;
+    db.sql(&format!("CREATE DATABASE {} CHARACTER SET 'utf8mb4'", crate::restore::load::ident(&scratch))).await?;
     let (chunks, state) =
         fetch_verified(store.clone(), &o.key, Expected { size: o.stored_size, sha256: o.sha256.clone() }, policy);
     let reader = decompress(tokio::io::BufReader::with_capacity(256 * 1024, StreamReader::new(chunks)), algorithm(o)?);
-    let loaded = db.load_into(&scratch, reader, strip).await;
+    let loaded = db.load_into(&scratch, reader, feed).await;
     let result = match loaded {
         Ok(_) => match state.verified(&o.key) {
             Ok(()) => db.row_counts(&scratch).await,
@@ -162,6 +162,7 @@ async fn deep_check(
         },
         Err(FeedError::Input(e)) => Err(state.failure().unwrap_or_else(|| integrity(e.to_string()))),
         Err(FeedError::Client(e)) => Err(state.failure().unwrap_or(e)),
+        Err(FeedError::Refused(what)) => Err(integrity(format!("dump `{}`: {what}", o.key))),
     };
     if let Err(e) = db.drop_database(&scratch).await {
         tracing::warn!(database = %scratch, error = %format!("{e:#}"), "could not drop the throw-away database");
@@ -190,16 +191,23 @@ pub async fn run(config: &Config, store: Arc<dyn Store>, opts: &VerifyOptions) -
     } else {
         None
     };
-    let strip = match &db {
-        Some(d) => !d.client_knows_sandbox().await?,
-        None => false,
+    let feed = match &db {
+        Some(d) => {
+            let f = d.client_features().await?;
+            crate::restore::load::FeedOptions {
+                strip_sandbox_line: !f.sandbox_line,
+                sandbox_option: f.sandbox_option,
+                ..Default::default()
+            }
+        }
+        None => Default::default(),
     };
     println!("verifying set {id} in {}", store.describe());
     let mut failures = Vec::new();
     for o in &manifest.objects {
         let mut outcome = check_object(&store, o, policy).await;
         if let (Ok(what), Some(d), Kind::MysqlDump) = (&outcome, &db, o.kind) {
-            outcome = deep_check(d, &store, o, policy, strip).await.map(|deep| format!("{what}; {deep}"));
+            outcome = deep_check(d, &store, o, policy, &feed).await.map(|deep| format!("{what}; {deep}"));
         }
         match outcome {
             Ok(what) => println!("  ok    {}  ({}; sha256 ok): {what}", o.key, human_bytes(o.stored_size)),

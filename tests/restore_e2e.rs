@@ -77,8 +77,12 @@ impl Fixture {
         Fixture { work, data, pristine, dbs, sums, prefix }
     }
 
+    /// Runs the binary with the configuration the backup had (data directory, databases).
     fn run(&self, args: &[&str]) -> Output {
-        Run::garage(args, &self.prefix).env("SEATABLE_BACKUP_DATA_DIR", &self.data).output()
+        Run::garage(args, &self.prefix)
+            .env("SEATABLE_BACKUP_DATA_DIR", &self.data)
+            .env("SEATABLE_BACKUP_DATABASES", self.dbs.join(","))
+            .output()
     }
 
     /// The live databases and the data directory are exactly as at backup time, and nothing
@@ -473,36 +477,50 @@ async fn a_full_disk_while_unpacking_leaves_the_data_directory_as_it_was() {
     fx.drop_dbs();
 }
 
+/// Views, triggers, routines and events cannot move between databases with RENAME TABLE: they
+/// are recreated in the live database within the swap, and restored with the defaults.
 #[tokio::test]
-async fn objects_a_table_swap_cannot_move_need_the_explicit_recreate_mode() {
+async fn views_triggers_routines_and_events_restore_with_the_defaults() {
     let e = env();
     let fx = Fixture::new("rtrig");
     let db = &fx.dbs[1];
     let t = e
         .sql(&format!("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA='{db}' ORDER BY 1 LIMIT 1"));
     let t = t.trim();
-    e.sql(&format!("CREATE VIEW `{db}`.`v_first` AS SELECT * FROM `{db}`.`{t}`"));
+    e.sql(&format!(
+        "CREATE TABLE `{db}`.`audit` (n INT NOT NULL, note VARCHAR(20)); \
+         CREATE VIEW `{db}`.`v_first` AS SELECT * FROM `{db}`.`{t}`; \
+         CREATE VIEW `{db}`.`v_on_view` AS SELECT COUNT(*) AS c FROM `{db}`.`v_first`; \
+         CREATE EVENT `{db}`.`ev_cleanup` ON SCHEDULE EVERY 1 DAY DISABLE DO DELETE FROM `{db}`.`audit` WHERE n < 0"
+    ));
+    // Bodies with `;` inside, as mysqldump writes them between DELIMITER lines.
+    e.sql(&format!(
+        "USE `{db}`;\nDELIMITER //\n\
+         CREATE TRIGGER tr_audit BEFORE INSERT ON audit FOR EACH ROW BEGIN SET NEW.n = NEW.n + 1; SET NEW.note = 'x;y'; END//\n\
+         CREATE PROCEDURE p_count(OUT c INT) BEGIN SELECT COUNT(*) INTO c FROM audit; SELECT c; END//\n\
+         CREATE FUNCTION f_twice(x INT) RETURNS INT DETERMINISTIC BEGIN DECLARE y INT; SET y = x * 2; RETURN y; END//\n\
+         DELIMITER ;\n"
+    ));
     let prefix = unique_prefix("rtrig2");
     let out = Run::garage(&["backup", "--only", "db"], &prefix).env("SEATABLE_BACKUP_DATABASES", db).output();
     assert_exit(&out, 0);
     let sums = e.checksums(db);
     let objects = e.schema_objects(db);
-    e.sql(&format!("DELETE FROM `{db}`.`{t}`"));
-    let changed = e.checksums(db);
-
+    assert_eq!(objects.lines().count(), 6, "{objects}");
+    // Change everything: rows, and the objects (one dropped, one replaced, one added).
+    e.sql(&format!(
+        "DELETE FROM `{db}`.`{t}`; DROP VIEW `{db}`.`v_on_view`; DROP TRIGGER `{db}`.`tr_audit`; \
+         CREATE OR REPLACE VIEW `{db}`.`v_first` AS SELECT 1 AS one; CREATE VIEW `{db}`.`v_new` AS SELECT 2 AS two"
+    ));
     let out = Run::garage(&["restore", "--db", db], &prefix).output();
-    assert_exit(&out, 2);
-    assert!(
-        stderr(&out).contains("view `v_first`") && stderr(&out).contains("--db-restore recreate"),
-        "{}",
-        stderr(&out)
-    );
-    assert_eq!(e.checksums(db), changed, "nothing was changed");
-    assert_eq!(leftovers(e.container(), db).trim(), "");
-
-    let out = Run::garage(&["restore", "--db", db, "--db-restore", "recreate"], &prefix).output();
     assert_exit(&out, 0);
+    assert!(stdout(&out).contains("views, triggers, routines and events recreated"), "{}", stdout(&out));
     assert_eq!(e.checksums(db), sums);
     assert_eq!(e.schema_objects(db), objects);
+    // They work: the trigger fires, the routines run.
+    e.sql(&format!("INSERT INTO `{db}`.`audit` (n) VALUES (1)"));
+    assert_eq!(e.sql(&format!("SELECT n, note FROM `{db}`.`audit`")).trim(), "2\tx;y");
+    assert_eq!(e.sql(&format!("SELECT `{db}`.f_twice(21)")).trim(), "42");
+    assert_eq!(leftovers(e.container(), db).trim(), "");
     fx.drop_dbs();
 }

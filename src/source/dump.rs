@@ -54,7 +54,7 @@ pub const DUMP_OPTIONS: [&str; 8] = [
 
 const COMPLETED: &[u8] = b"-- Dump completed";
 
-pub(super) enum Runner {
+pub(crate) enum Runner {
     /// `buffered`: the container has a working `stdbuf` (see [`OUTPUT_BUFFER`]).
     Container {
         docker: Docker,
@@ -69,9 +69,9 @@ pub(super) enum Runner {
 
 /// A reachable database server, checked: binaries found, login accepted.
 pub struct DbSource {
-    pub(super) runner: Runner,
-    pub(super) user: String,
-    pub(super) password: Option<Secret>,
+    pub(crate) runner: Runner,
+    pub(crate) user: String,
+    pub(crate) password: Option<Secret>,
     pub dump_binary: String,
     pub client_binary: String,
     pub server_version: String,
@@ -222,7 +222,7 @@ impl DbSource {
         Ok(())
     }
 
-    pub(super) fn client_args(&self) -> Vec<String> {
+    pub(crate) fn client_args(&self) -> Vec<String> {
         let mut a = vec![format!("--user={}", self.user)];
         if let Runner::Host { host, port } = &self.runner {
             a.push(format!("--host={host}"));
@@ -232,7 +232,7 @@ impl DbSource {
         a
     }
 
-    pub(super) async fn run_capture(&self, args: &[String]) -> anyhow::Result<super::docker::ExecOutput> {
+    pub(crate) async fn run_capture(&self, args: &[String]) -> anyhow::Result<super::docker::ExecOutput> {
         let mut full = vec![self.client_binary.clone()];
         full.extend(self.client_args());
         full.extend(args.iter().cloned());
@@ -257,7 +257,7 @@ impl DbSource {
         }
     }
 
-    pub(super) fn wrap(&self, argv: Vec<String>) -> Vec<String> {
+    pub(crate) fn wrap(&self, argv: Vec<String>) -> Vec<String> {
         let mut cmd =
             vec!["sh".to_string(), "-c".to_string(), PASSWORD_WRAPPER.to_string(), "seatable-backup".to_string()];
         cmd.extend(argv);
@@ -265,7 +265,7 @@ impl DbSource {
     }
 
     /// The exec's environment: the password only if configured (else the container's own).
-    pub(super) fn env(&self) -> Vec<String> {
+    pub(crate) fn env(&self) -> Vec<String> {
         self.password.iter().map(|p| format!("SEATABLE_BACKUP_DB_PASSWORD={}", p.expose())).collect()
     }
 

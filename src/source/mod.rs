@@ -8,7 +8,6 @@
 pub mod data;
 pub mod docker;
 pub mod dump;
-pub mod load;
 pub mod tar;
 pub mod untar;
 

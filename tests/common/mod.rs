@@ -168,11 +168,19 @@ impl TestEnv {
     }
 
     /// The routines, triggers, views and events of `db`, by name.
+    /// The views, triggers, routines and events of `db` with their definitions (views without
+    /// their database's name, so that copies in two databases compare equal).
     pub fn schema_objects(&self, db: &str) -> String {
         self.sql(&format!(
-            "SELECT CONCAT('routine ', ROUTINE_NAME) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA='{db}' \
-             UNION ALL SELECT CONCAT('trigger ', TRIGGER_NAME) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA='{db}' \
-             UNION ALL SELECT CONCAT('view ', TABLE_NAME) FROM information_schema.VIEWS WHERE TABLE_SCHEMA='{db}' \
+            "SELECT CONCAT('routine ', ROUTINE_NAME, ' ', ROUTINE_TYPE, ' ', ROUTINE_DEFINITION, ' ', SQL_MODE, ' ', DEFINER) \
+             FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA='{db}' \
+             UNION ALL SELECT CONCAT('trigger ', TRIGGER_NAME, ' ', EVENT_OBJECT_TABLE, ' ', ACTION_TIMING, ' ', \
+             EVENT_MANIPULATION, ' ', ACTION_ORDER, ' ', ACTION_STATEMENT, ' ', SQL_MODE) \
+             FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA='{db}' \
+             UNION ALL SELECT CONCAT('view ', TABLE_NAME, ' ', REPLACE(VIEW_DEFINITION, '`{db}`.', ''), ' ', SECURITY_TYPE) \
+             FROM information_schema.VIEWS WHERE TABLE_SCHEMA='{db}' \
+             UNION ALL SELECT CONCAT('event ', EVENT_NAME, ' ', EVENT_DEFINITION, ' ', STATUS, ' ', IFNULL(INTERVAL_VALUE, '')) \
+             FROM information_schema.EVENTS WHERE EVENT_SCHEMA='{db}' \
              ORDER BY 1"
         ))
     }
