@@ -10,6 +10,7 @@ pub mod docker;
 pub mod dump;
 pub mod load;
 pub mod tar;
+pub mod targuard;
 pub mod untar;
 
 use std::future::Future;
