@@ -5,8 +5,8 @@
 //!
 //! Both read the archive through [`Guard`] (metadata records are bounded before the `tar`
 //! crate buffers them) with the `tar` crate's entry iterator (GNU long names and links, PAX
-//! records, GNU sparse files), and decide about every entry in one place, [`Rules::admit`], on a
-//! small model of what the archive has created so far ([`Model`]). [`unpack`] then does the file
+//! records, GNU sparse files), and decide about every entry in one place, `Rules::admit`, on a
+//! small model of what the archive has created so far (`Model`). [`unpack`] then does the file
 //! system work itself, because the archive comes from outside and must not be able to touch
 //! anything outside `dest`:
 //!
@@ -217,7 +217,7 @@ pub fn unpack<R: Read>(reader: R, dest: &Path, opts: &UntarOptions) -> Result<Un
 /// errors, contents read and counted) but writes nothing. Reads `reader` to its end.
 ///
 /// Memory: the model of what the archive created, about 20 to 41 bytes per path (entries and
-/// their parent directories, see [`Model`]), plus one buffer of 1 MiB and the metadata records
+/// their parent directories, see `Model`), plus one buffer of 1 MiB and the metadata records
 /// of one entry (at most 64 KiB each). Call it on a blocking thread.
 pub fn check<R: Read>(reader: R, opts: &UntarOptions) -> Result<UntarReport, UntarError> {
     walk(reader, opts, &mut Checker)
