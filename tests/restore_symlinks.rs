@@ -15,7 +15,7 @@ use seatable_backup::catalog::Manifest;
 use seatable_backup::config::{Algorithm, CompressionConfig, RequestChecksums};
 use seatable_backup::source::tar::compare_trees;
 use sha2::Digest;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncBufRead, AsyncReadExt};
 
 struct Fixture {
     work: tempfile::TempDir,
@@ -57,13 +57,13 @@ impl Fixture {
 
     /// Replaces the data archive by `raw` (zstd-compressed here), with a manifest that
     /// describes the new object truthfully: sizes and hash match, the content is forged.
-    async fn forge_data_archive(&self, raw: &[u8]) {
+    async fn forge_data_archive(&self, raw: impl AsyncBufRead + Send + Unpin + 'static, raw_size: u64) {
         let store = env().s3(RequestChecksums::WhenSupported).await;
         let keys = common::keys_ending(store.as_ref(), &self.prefix, "/manifest.json").await;
         assert_eq!(keys.len(), 1, "{keys:?}");
         let mut m = Manifest::from_json(&store.get_object(&keys[0]).await.unwrap()).unwrap();
         let mut z = seatable_backup::codec::compress(
-            std::io::Cursor::new(raw.to_vec()),
+            raw,
             &CompressionConfig { algorithm: Algorithm::Zstd, level: 3, threads: 0, dump_threads: 0 },
         );
         let mut stored = Vec::new();
@@ -72,7 +72,7 @@ impl Fixture {
         assert!(o.key.ends_with(".tar.zst"), "{}", o.key);
         store.put_object(&o.key, stored.clone().into()).await.unwrap();
         o.stored_size = stored.len() as u64;
-        o.raw_size = raw.len() as u64;
+        o.raw_size = raw_size;
         o.sha256 = hex::encode(sha2::Sha256::digest(&stored));
         store.put_object(&keys[0], m.to_json().into()).await.unwrap();
     }
@@ -191,7 +191,9 @@ async fn an_archive_writing_through_a_symlink_is_refused_by_verify_and_restore()
     for (what, build) in cases {
         let mut b = tar::Builder::new(Vec::new());
         build(&mut b);
-        fx.forge_data_archive(&b.into_inner().unwrap()).await;
+        let raw = b.into_inner().unwrap();
+        let size = raw.len() as u64;
+        fx.forge_data_archive(std::io::Cursor::new(raw), size).await;
 
         let out = fx.run(&["verify"]);
         assert_exit(&out, 5);
@@ -205,4 +207,42 @@ async fn an_archive_writing_through_a_symlink_is_refused_by_verify_and_restore()
         assert!(err.contains("refused tar entry") && err.contains("refusing to write through it"), "{what}: {err}");
         fx.assert_live_as_backed_up();
     }
+}
+
+/// The largest resident set of the children waited for so far, in KiB.
+fn children_max_rss_kib() -> i64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a rusage struct.
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) }, 0);
+    usage.ru_maxrss
+}
+
+#[tokio::test]
+async fn a_huge_long_name_is_refused_without_taking_the_memory() {
+    let fx = backed_up("rsymh");
+    // A GNU long-name record announcing 1 GiB (an object of a few dozen KB).
+    let mut h = tar::Header::new_gnu();
+    h.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
+    h.set_entry_type(tar::EntryType::GNULongName);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_size(1 << 30);
+    h.set_cksum();
+    let raw = std::io::Cursor::new(h.as_bytes().to_vec()).chain(tokio::io::repeat(b'a').take(1 << 30));
+    fx.forge_data_archive(tokio::io::BufReader::new(raw), 512 + (1 << 30)).await;
+
+    for args in [&["verify"][..], &["restore", "--only", "data"][..]] {
+        let out = fx.run(args);
+        assert_exit(&out, 5);
+        let err = stderr(&out);
+        assert!(err.contains("GNU long-name record (type 'L') announces 1073741824 bytes"), "{args:?}: {err}");
+        fx.assert_live_as_backed_up();
+    }
+    // Every child of this test process so far (the other tests' included) stayed far below
+    // the 1 GiB that buffering the record would take.
+    let rss = children_max_rss_kib();
+    assert!(rss < 400 * 1024, "a child took {rss} KiB");
 }
