@@ -125,8 +125,9 @@ pub struct RestoreArgs {
     /// Create device files and FIFOs found in the archive (refused otherwise).
     #[arg(long)]
     pub allow_devices: bool,
-    /// Accept symlinks that point outside the data directory (refused otherwise).
-    #[arg(long)]
+    /// No longer needed: symlinks are restored as they were archived, wherever they point.
+    /// Still accepted (hidden) so that scripts passing it keep working; it only logs a warning.
+    #[arg(long, hide = true)]
     pub allow_external_symlinks: bool,
     /// Run `seatable.sh restore-all` in the SeaTable app container afterwards.
     #[arg(long)]

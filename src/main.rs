@@ -127,6 +127,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::List(args) => list::run(&config, store.as_ref(), args.of_host.as_deref(), args.json).await,
         Command::Plan(args) => plan::run(&config, store.as_ref(), args.json).await,
         Command::Restore(args) => {
+            if args.allow_external_symlinks {
+                tracing::warn!(
+                    "`--allow-external-symlinks` is no longer needed: every symlink is restored as it was archived; \
+                     the flag is ignored"
+                );
+            }
             let _lock = if args.dry_run { None } else { Some(lock::acquire(&config.lock_file, "restore")?) };
             if args.db_restore == DbModeArg::Recreate {
                 tracing::warn!("--db-restore recreate is no longer needed: views, triggers, routines and events are restored with the atomic swap");
@@ -144,7 +150,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 force: args.force,
                 untar: UntarOptions {
                     allow_devices: args.allow_devices,
-                    allow_external_symlinks: args.allow_external_symlinks,
                     // SAFETY: geteuid has no preconditions and cannot fail.
                     restore_owner: unsafe { libc::geteuid() } == 0,
                 },

@@ -87,22 +87,24 @@ async fn check_object(store: &Arc<dyn Store>, o: &ObjectEntry, policy: DownloadP
         Kind::Tar => {
             let key = o.key.clone();
             tokio::task::spawn_blocking(move || {
+                use crate::source::untar;
+                // Raw bytes are counted for the manifest's raw_size; `check` reads to the end.
                 let mut counting = Counting { inner: SyncIoBridge::new(reader), n: 0 };
-                let mut entries = 0u64;
-                {
-                    let mut archive = tar::Archive::new(&mut counting);
-                    let iter = archive.entries().map_err(|e| integrity(format!("archive `{key}`: {e}")))?;
-                    for e in iter {
-                        let mut e =
-                            e.map_err(|e| integrity(format!("archive `{key}` after {entries} entries: {e}")))?;
-                        std::io::copy(&mut e, &mut std::io::sink())
-                            .map_err(|e| integrity(format!("archive `{key}` after {entries} entries: {e}")))?;
-                        entries += 1;
-                    }
-                }
-                std::io::copy(&mut counting, &mut std::io::sink())
-                    .map_err(|e| integrity(format!("archive `{key}`: {e}")))?;
-                Ok((counting.n, format!("{entries} entries, {} unpacked", human_bytes(counting.n))))
+                // Exactly the rules of restore's unpacking with its defaults, writing nothing.
+                let r = untar::check(&mut counting, &untar::UntarOptions::default())
+                    .map_err(|e| integrity(format!("archive `{key}`: {:#}", anyhow::Error::from(e))))?;
+                let what = format!(
+                    "{} entries ({} files, {} dirs, {} symlinks, {} hard links{}), {} unpacked, \
+                     restorable with the defaults",
+                    r.entries(),
+                    r.files,
+                    r.dirs,
+                    r.symlinks,
+                    r.hardlinks,
+                    if r.other > 0 { format!(", {} FIFOs", r.other) } else { String::new() },
+                    human_bytes(r.file_bytes)
+                );
+                Ok((counting.n, what))
             })
             .await
             .map_err(|e| anyhow::anyhow!("verification thread failed: {e}"))?

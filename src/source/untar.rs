@@ -1,26 +1,34 @@
-//! Safe extraction of a tar stream into an empty staging directory: the restore side of
-//! [`super::tar`].
+//! Safe extraction of a tar stream into an empty staging directory (the restore side of
+//! [`super::tar`]), and [`check`], which applies the very same rules to a stream without
+//! writing anything (what `verify` runs, so that a passing `verify` means `restore` accepts
+//! the archive).
 //!
-//! [`unpack`] reads the archive with the `tar` crate's entry iterator (GNU long names and
-//! links, PAX records, GNU sparse files) but does all file system work itself, because the
-//! archive comes from outside and must not be able to touch anything outside `dest`:
+//! Both read the archive through [`Guard`] (metadata records are bounded before the `tar`
+//! crate buffers them) with the `tar` crate's entry iterator (GNU long names and links, PAX
+//! records, GNU sparse files), and decide about every entry in one place, `Rules::admit`, on a
+//! small model of what the archive has created so far (`Model`). [`unpack`] then does the file
+//! system work itself, because the archive comes from outside and must not be able to touch
+//! anything outside `dest`:
 //!
 //! - Names are taken byte for byte. Absolute names, `..` components, NUL bytes and empty names
 //!   are refused; `.` components and repeated slashes are dropped. `./` (or `.`) is the root
 //!   entry: its mode, owner and mtime are applied to `dest` itself at the end.
-//! - Nothing is ever written through a symlink: each parent of an entry must be a real
-//!   directory (missing ones are created with mode 0700), files are created with
-//!   `O_CREAT | O_EXCL | O_NOFOLLOW`, and an entry whose path already exists is refused as a
-//!   duplicate (only a directory entry over an existing directory is accepted; its metadata
-//!   wins). Hard-link targets must be earlier non-directory entries reached through real
-//!   directories only.
-//! - Symlink targets must stay inside the archive root (unless
-//!   [`UntarOptions::allow_external_symlinks`]): no absolute target, no `..` climbing above the
-//!   root from the link's directory, and `..` after a name only when that name is already a
-//!   real directory (so a chain of symlinks cannot climb out either). A hard link to a symlink
-//!   is checked again from the new link's directory.
-//! - Devices and FIFOs only with [`UntarOptions::allow_devices`]; unknown entry types are
-//!   refused. PAX global headers are ignored.
+//! - Symlinks are restored as they were archived, whatever they point at: absolute targets,
+//!   targets outside the root and dangling ones included (a link into `/etc`, to another disk).
+//!   A symlink is only a name; what is refused is writing THROUGH one: every parent of an entry
+//!   must be a directory of the archive (missing ones are created with mode 0700), never a
+//!   symlink or a file. An entry whose path already exists is refused as a duplicate (only a
+//!   directory entry over an existing directory is accepted; its metadata wins). Hard-link
+//!   targets must be earlier non-directory entries reached through directories only; a hard
+//!   link to a symlink is one more symlink with the same target.
+//! - Unpacking does not rest on the model alone: files are created with
+//!   `O_CREAT | O_EXCL | O_NOFOLLOW` and directories with `mkdir`, which fail on whatever is
+//!   already there, and `dest` must start empty.
+//! - Block and character devices only with [`UntarOptions::allow_devices`]; FIFOs are created
+//!   like files. Unknown entry types are refused. PAX global headers are ignored. Owners and
+//!   the setuid, setgid and sticky bits only with [`UntarOptions::restore_owner`] (otherwise
+//!   dropped); modes, uids, gids and mtimes are checked either way, so the options change what
+//!   is accepted only for devices.
 //! - Directory metadata is applied after all entries, deepest first, so that creating entries
 //!   does not change a directory's mtime afterwards and a read-only directory does not block
 //!   its children.
@@ -28,40 +36,46 @@
 //!   that stops early, even exactly between two entries, is [`UntarError::Truncated`]. After
 //!   the marker the rest of the reader is read and thrown away, so that whoever feeds the
 //!   reader (decompressor, hash) sees the whole stream.
+//! - Every name in an error or a log line goes through [`show_name`]: control characters and
+//!   non-UTF-8 bytes escaped, long names shortened.
 //!
-//! On error the function returns at once; what was written into `dest` so far is left there for
-//! the caller to remove.
+//! On error the functions return at once; what [`unpack`] wrote into `dest` so far is left
+//! there for the caller to remove.
 
 use std::cell::Cell;
 use std::cmp::Reverse;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ffi::{CString, OsStr};
+use std::fmt::Write as _;
 use std::fs::{self, FileTimes, OpenOptions};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ::tar::EntryType;
 
+use super::targuard::Guard;
+
 /// Size of the buffer through which file contents go from the archive to the disk.
 const BUF_SIZE: usize = 1 << 20;
 
-/// What [`unpack`] may create besides plain files, directories and internal links.
+/// What [`unpack`] may create besides plain files, directories, symlinks, hard links and
+/// FIFOs. [`check`] takes the same options and accepts exactly what [`unpack`] would.
 #[derive(Debug, Clone, Default)]
 pub struct UntarOptions {
-    /// Create block/char devices and FIFOs (otherwise such an entry is refused). Devices need root.
+    /// Create block and character devices (otherwise such an entry is refused). Needs root.
     pub allow_devices: bool,
-    /// Accept symlinks whose target is absolute or climbs out of the archive root with `..`.
-    pub allow_external_symlinks: bool,
     /// Restore numeric uid/gid (lchown). The caller sets it when running as root (euid 0).
     /// Without it, the setuid, setgid and sticky bits are dropped too.
     pub restore_owner: bool,
 }
 
-/// What was unpacked (counted like [`super::tar::TarStats`]).
+/// What was unpacked, or would be (counted like [`super::tar::TarStats`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UntarReport {
     /// Regular files created with their contents.
@@ -78,13 +92,20 @@ pub struct UntarReport {
     pub file_bytes: u64,
 }
 
-/// Why an archive could not be unpacked. Entry names are shown lossily as UTF-8; the
-/// underlying `io::Error`, when there is one, is the error's `source()` (print the chain, e.g.
-/// with `{:#}` on an `anyhow::Error`, to see it).
+impl UntarReport {
+    /// All entries counted.
+    pub fn entries(&self) -> u64 {
+        self.files + self.dirs + self.symlinks + self.hardlinks + self.other
+    }
+}
+
+/// Why an archive could not be unpacked (or checked). Entry names are shown with
+/// [`show_name`]; the underlying `io::Error`, when there is one, is the error's `source()`
+/// (print the chain, e.g. with `{:#}` on an `anyhow::Error`, to see it).
 #[derive(Debug, thiserror::Error)]
 pub enum UntarError {
     /// `dest` is missing, not a directory, a symlink, not empty, or cannot be listed.
-    #[error("cannot unpack into `{}`", path.display())]
+    #[error("cannot unpack into `{}`", show_path(.path))]
     Dest {
         path: PathBuf,
         #[source]
@@ -98,8 +119,9 @@ pub enum UntarError {
         #[source]
         source: io::Error,
     },
-    /// The `tar` crate rejects what follows `entry` (bad header checksum or size, a long-name or
-    /// PAX record without a member).
+    /// The stream is not a valid tar archive after `entry`: a bad header checksum or size, a
+    /// long-name or PAX record without a member, or a metadata record above
+    /// [`super::targuard::MAX_RECORD`] bytes.
     #[error("invalid tar stream {}", after_entry(entry))]
     Invalid {
         entry: Option<String>,
@@ -122,8 +144,8 @@ pub enum UntarError {
     #[error("bad tar header for `{path}`: {reason}")]
     Corrupt { path: String, reason: String },
     /// The entry is refused for safety: a bad name (absolute, `..`, NUL, empty), writing through
-    /// a symlink or a non-directory, a duplicate, a bad hard-link target, a symlink pointing
-    /// outside the root, or a device/FIFO without permission to create one.
+    /// a symlink or a non-directory, a duplicate, a hard link to anything but an earlier entry,
+    /// or a device without [`UntarOptions::allow_devices`].
     #[error("refused tar entry `{path}`: {reason}")]
     Hostile { path: String, reason: String },
     /// The entry has a type this unpacker does not create (GNU volume labels, multi-volume
@@ -132,7 +154,7 @@ pub enum UntarError {
     Unsupported { path: String, kind: String },
     /// A file system operation in `dest` failed (`action` says which, `path` is the full path).
     /// A full disk ends up here: see [`UntarError::is_disk_full`].
-    #[error("cannot {action} `{}`", path.display())]
+    #[error("cannot {action} `{}`", show_path(.path))]
     Write {
         action: &'static str,
         path: PathBuf,
@@ -185,18 +207,29 @@ fn after_entry(entry: &Option<String>) -> String {
 /// Call it on a blocking thread. On error, `dest` holds a partial tree that the caller removes.
 pub fn unpack<R: Read>(reader: R, dest: &Path, opts: &UntarOptions) -> Result<UntarReport, UntarError> {
     check_dest(dest)?;
+    let mut unpacker = Unpacker { dest, opts, dirs: HashMap::new(), writeback: Writeback::start(dest), unsynced: 0 };
+    let report = walk(reader, opts, &mut unpacker)?;
+    tracing::debug!(dest = %show_path(dest), report = ?report, "tar stream unpacked");
+    Ok(report)
+}
+
+/// Walks the tar stream `reader` with exactly the rules of [`unpack`] (same options, same
+/// errors, contents read and counted) but writes nothing. Reads `reader` to its end.
+///
+/// Memory: the model of what the archive created, about 20 to 41 bytes per path (entries and
+/// their parent directories, see `Model`), plus one buffer of 1 MiB and the metadata records
+/// of one entry (at most 64 KiB each). Call it on a blocking thread.
+pub fn check<R: Read>(reader: R, opts: &UntarOptions) -> Result<UntarReport, UntarError> {
+    walk(reader, opts, &mut Checker)
+}
+
+/// The one loop of [`unpack`] and [`check`]: reads the entries, has [`Rules::admit`] decide,
+/// hands the admitted ones to `sink`, and checks the end of the stream.
+fn walk<R: Read, S: Sink>(reader: R, opts: &UntarOptions, sink: &mut S) -> Result<UntarReport, UntarError> {
     let state = Rc::new(ReadState::default());
-    let mut archive = ::tar::Archive::new(Tracked { inner: reader, state: Rc::clone(&state) });
-    let mut unpacker = Unpacker {
-        dest,
-        opts,
-        report: UntarReport::default(),
-        known_dirs: HashSet::new(),
-        dirs: HashMap::new(),
-        buf: vec![0; BUF_SIZE],
-        writeback: Writeback::start(dest),
-        unsynced: 0,
-    };
+    let mut archive = ::tar::Archive::new(Guard::new(Tracked { inner: reader, state: Rc::clone(&state) }));
+    let mut rules = Rules::new(opts);
+    let mut buf = vec![0; BUF_SIZE];
     let mut last: Option<String> = None;
     {
         let entries = archive.entries().map_err(|source| UntarError::Read { entry: None, source })?;
@@ -204,15 +237,20 @@ pub fn unpack<R: Read>(reader: R, dest: &Path, opts: &UntarOptions) -> Result<Un
             let mut entry = match entry {
                 Ok(entry) => entry,
                 Err(source) if state.eof.get() => {
-                    let detail = format!("the stream ends {} ({source})", after_entry(&last));
+                    let why = escape_text(&source.to_string());
+                    let detail = format!("the stream ends {} ({why})", after_entry(&last));
                     return Err(UntarError::Truncated { entry: last, detail });
                 }
                 Err(source) if state.failed.get() => return Err(UntarError::Read { entry: last, source }),
-                Err(source) => return Err(UntarError::Invalid { entry: last, source }),
+                Err(source) => return Err(UntarError::Invalid { entry: last, source: clean_io(source) }),
             };
             let name = entry.path_bytes().into_owned();
-            unpacker.entry(&mut entry, &name)?;
-            last = Some(lossy(&name));
+            let shown = show_name(&name);
+            let action = rules.admit(&mut entry, &name, &shown)?;
+            let tally = Tally::of(&action);
+            let bytes = sink.apply(&mut entry, action, &shown, &mut buf)?;
+            rules.count(tally, bytes);
+            last = Some(shown);
         }
     }
     // The iterator also stops at a clean end of the stream between two entries: only a zero
@@ -223,9 +261,8 @@ pub fn unpack<R: Read>(reader: R, dest: &Path, opts: &UntarOptions) -> Result<Un
     }
     let mut rest = archive.into_inner();
     io::copy(&mut rest, &mut io::sink()).map_err(|source| UntarError::Read { entry: last, source })?;
-    unpacker.finish()?;
-    tracing::debug!(dest = %dest.display(), report = ?unpacker.report, "tar stream unpacked");
-    Ok(unpacker.report)
+    sink.finish()?;
+    Ok(rules.report)
 }
 
 fn check_dest(dest: &Path) -> Result<(), UntarError> {
@@ -290,73 +327,426 @@ struct Meta {
     time: SystemTime,
 }
 
+/// What the archive has created so far, as far as the rules need to know: for every path (an
+/// entry or a parent directory created for one), whether it is a directory, a symlink or
+/// anything else. Paths are kept as 128-bit keyed hashes of their cleaned bytes (components
+/// joined with `/`): 16 bytes and a 1-byte kind per path in a hash table of at most 7/8 load
+/// and one control byte per slot, so about 20 to 41 bytes per path whatever the names' length
+/// (a million entries: 20 to 41 MB).
+///
+/// The keys are random per process, so no archive can be made to collide on purpose, and an
+/// accidental collision (odds about n²/2¹²⁹) can only make an entry look like a duplicate: a
+/// path is added only when its hash is not there yet, so a symlink never passes for a
+/// directory.
+struct Model {
+    keys: [RandomState; 2],
+    nodes: HashMap<[u8; 16], Node, BuildHasherDefault<KeyHasher>>,
+    /// The parent (cleaned) of the last entry whose parents were all directories: the next
+    /// entry usually has the same one, and a directory of the model stays one.
+    last_parent: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Node {
+    Dir,
+    Symlink,
+    /// A file, FIFO or device.
+    Other,
+}
+
+impl Model {
+    fn new() -> Self {
+        Model { keys: [RandomState::new(), RandomState::new()], nodes: HashMap::default(), last_parent: None }
+    }
+
+    fn key(&self, path: &[u8]) -> [u8; 16] {
+        let mut key = [0; 16];
+        key[..8].copy_from_slice(&self.keys[0].hash_one(path).to_le_bytes());
+        key[8..].copy_from_slice(&self.keys[1].hash_one(path).to_le_bytes());
+        key
+    }
+
+    fn get(&self, path: &[u8]) -> Option<Node> {
+        self.nodes.get(&self.key(path)).copied()
+    }
+
+    fn insert(&mut self, path: &[u8], node: Node) {
+        self.nodes.insert(self.key(path), node);
+    }
+}
+
+/// The hasher of [`Model`]'s table: its keys are random already, so it folds their bytes.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(word);
+        }
+    }
+
+    /// The length prefix of the array key: always 16.
+    fn write_usize(&mut self, _: usize) {}
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// What an admitted entry asks of the sink. Paths are relative to the root.
+enum Action {
+    /// Nothing to do (a PAX global header).
+    Ignore,
+    /// The root entry `./`: its metadata goes to `dest` itself.
+    Root(Meta),
+    Entry {
+        /// Missing parent directories to create first, outermost first.
+        parents: Vec<PathBuf>,
+        rel: PathBuf,
+        what: What,
+    },
+}
+
+enum What {
+    /// A directory entry; `create` is false when the directory exists already.
+    Dir {
+        create: bool,
+        meta: Meta,
+    },
+    File(Meta),
+    Symlink {
+        target: Vec<u8>,
+        meta: Meta,
+    },
+    /// A hard link to the earlier entry `source`.
+    HardLink {
+        source: PathBuf,
+    },
+    /// A FIFO or device node (`dev` 0 for a FIFO).
+    Special {
+        kind: EntryType,
+        dev: libc::dev_t,
+        meta: Meta,
+    },
+}
+
+/// Which count of [`UntarReport`] an action adds to.
+#[derive(Clone, Copy)]
+enum Tally {
+    None,
+    Dir,
+    File,
+    Symlink,
+    HardLink,
+    Other,
+}
+
+impl Tally {
+    fn of(action: &Action) -> Tally {
+        match action {
+            Action::Ignore => Tally::None,
+            Action::Root(_) | Action::Entry { what: What::Dir { .. }, .. } => Tally::Dir,
+            Action::Entry { what: What::File(_), .. } => Tally::File,
+            Action::Entry { what: What::Symlink { .. }, .. } => Tally::Symlink,
+            Action::Entry { what: What::HardLink { .. }, .. } => Tally::HardLink,
+            Action::Entry { what: What::Special { .. }, .. } => Tally::Other,
+        }
+    }
+}
+
+/// The rules every entry must pass, for [`unpack`] and [`check`] alike.
+struct Rules<'a> {
+    opts: &'a UntarOptions,
+    model: Model,
+    report: UntarReport,
+}
+
+impl<'a> Rules<'a> {
+    fn new(opts: &'a UntarOptions) -> Self {
+        Rules { opts, model: Model::new(), report: UntarReport::default() }
+    }
+
+    fn count(&mut self, tally: Tally, bytes: u64) {
+        let r = &mut self.report;
+        match tally {
+            Tally::None => {}
+            Tally::Dir => r.dirs += 1,
+            Tally::File => {
+                r.files += 1;
+                r.file_bytes += bytes;
+            }
+            Tally::Symlink => r.symlinks += 1,
+            Tally::HardLink => r.hardlinks += 1,
+            Tally::Other => r.other += 1,
+        }
+    }
+
+    /// Decides about one entry named `name` (shown as `shown`) and records in the model what
+    /// it creates. Every refusal of an archive's content comes from here.
+    fn admit<R: Read>(
+        &mut self,
+        entry: &mut ::tar::Entry<'_, R>,
+        name: &[u8],
+        shown: &str,
+    ) -> Result<Action, UntarError> {
+        let kind = entry.header().entry_type();
+        if kind == EntryType::XGlobalHeader {
+            tracing::debug!(entry = %shown, "PAX global header ignored");
+            return Ok(Action::Ignore);
+        }
+        let comps = clean_path(name).map_err(|reason| hostile(shown, reason))?;
+        let Some((_, parent)) = comps.split_last() else {
+            if kind != EntryType::Directory {
+                return Err(hostile(shown, format!("the archive root must be a directory, not {}", describe(kind))));
+            }
+            return Ok(Action::Root(self.meta(entry, shown)?));
+        };
+        let path = comps.join(&b'/');
+        let (what, node) = match kind {
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                (What::File(self.meta(entry, shown)?), Node::Other)
+            }
+            EntryType::Directory => (What::Dir { create: true, meta: self.meta(entry, shown)? }, Node::Dir),
+            EntryType::Symlink => {
+                let target = link_name(entry);
+                if target.is_empty() || target.contains(&0) {
+                    return Err(hostile(shown, "empty symlink target or a NUL byte in it"));
+                }
+                (What::Symlink { target, meta: self.meta(entry, shown)? }, Node::Symlink)
+            }
+            EntryType::Link => {
+                let (source, node) = self.hard_link_source(&link_name(entry), shown)?;
+                (What::HardLink { source }, node)
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                if kind != EntryType::Fifo && !self.opts.allow_devices {
+                    let reason = format!("{} entries are not allowed (they need `--allow-devices`)", describe(kind));
+                    return Err(hostile(shown, reason));
+                }
+                let meta = self.meta(entry, shown)?;
+                (What::Special { kind, dev: device(entry, kind, shown)?, meta }, Node::Other)
+            }
+            other => return Err(UntarError::Unsupported { path: shown.to_owned(), kind: describe(other) }),
+        };
+        let parents = self.parents(parent, shown)?;
+        let what = match (self.model.get(&path), what) {
+            (Some(Node::Dir), What::Dir { meta, .. }) => What::Dir { create: false, meta },
+            (Some(existing), _) => return Err(duplicate(shown, existing)),
+            (None, what) => {
+                self.model.insert(&path, node);
+                what
+            }
+        };
+        Ok(Action::Entry { parents, rel: PathBuf::from(OsStr::from_bytes(&path)), what })
+    }
+
+    /// Checks that every parent of an entry is a directory of the archive or missing (then
+    /// recorded as one); returns the missing ones.
+    fn parents(&mut self, parent: &[&[u8]], shown: &str) -> Result<Vec<PathBuf>, UntarError> {
+        let whole = parent.join(&b'/');
+        if self.model.last_parent.as_deref() == Some(&whole[..]) {
+            return Ok(Vec::new());
+        }
+        let mut missing = Vec::new();
+        let mut prefix = Vec::with_capacity(whole.len());
+        for comp in parent {
+            if !prefix.is_empty() {
+                prefix.push(b'/');
+            }
+            prefix.extend_from_slice(comp);
+            match self.model.get(&prefix) {
+                Some(Node::Dir) => {}
+                Some(Node::Symlink) => {
+                    let reason =
+                        format!("its parent `{}` is a symlink; refusing to write through it", show_name(&prefix));
+                    return Err(hostile(shown, reason));
+                }
+                Some(Node::Other) => {
+                    return Err(hostile(shown, format!("its parent `{}` is not a directory", show_name(&prefix))));
+                }
+                None => {
+                    self.model.insert(&prefix, Node::Dir);
+                    missing.push(PathBuf::from(OsStr::from_bytes(&prefix)));
+                }
+            }
+        }
+        self.model.last_parent = Some(whole);
+        Ok(missing)
+    }
+
+    /// Checks a hard link's target: an earlier entry, not a directory, reached through
+    /// directories of the archive only. Returns its path and what it is.
+    fn hard_link_source(&self, target: &[u8], shown: &str) -> Result<(PathBuf, Node), UntarError> {
+        let refuse = |reason: String| hostile(shown, format!("hard link target `{}` {reason}", show_name(target)));
+        let comps = clean_path(target).map_err(|r| refuse(format!("refused: {r}")))?;
+        let Some((_, target_parent)) = comps.split_last() else {
+            return Err(refuse("is the archive root".to_owned()));
+        };
+        let mut prefix = Vec::new();
+        for comp in target_parent {
+            if !prefix.is_empty() {
+                prefix.push(b'/');
+            }
+            prefix.extend_from_slice(comp);
+            let at = show_name(&prefix);
+            match self.model.get(&prefix) {
+                Some(Node::Dir) => {}
+                Some(Node::Symlink) => return Err(refuse(format!("goes through the symlink `{at}`"))),
+                Some(Node::Other) => return Err(refuse(format!("goes through `{at}`, which is not a directory"))),
+                None => return Err(refuse(format!("goes through `{at}`, which does not exist (yet)"))),
+            }
+        }
+        let path = comps.join(&b'/');
+        match self.model.get(&path) {
+            Some(Node::Dir) => Err(refuse("is a directory".to_owned())),
+            Some(node) => Ok((PathBuf::from(OsStr::from_bytes(&path)), node)),
+            None => Err(refuse("does not exist (it must be an earlier entry of the archive)".to_owned())),
+        }
+    }
+
+    /// The mode, owner and mtime of an entry, as they will be applied. All fields are checked
+    /// whatever the options, so that [`check`] refuses what [`unpack`] as root would.
+    fn meta<R: Read>(&self, entry: &mut ::tar::Entry<'_, R>, shown: &str) -> Result<Meta, UntarError> {
+        let bad = |what: &str, e: io::Error| corrupt(shown, format!("bad {what}: {}", escape_text(&e.to_string())));
+        let header = entry.header();
+        let mask = if self.opts.restore_owner { 0o7777 } else { 0o777 };
+        let mode = header.mode().map_err(|e| bad("mode", e))? & mask;
+        let uid = header.uid().map_err(|e| bad("uid", e))?;
+        let gid = header.gid().map_err(|e| bad("gid", e))?;
+        let uid = u32::try_from(uid).map_err(|_| corrupt(shown, format!("uid {uid} out of range")))?;
+        let gid = u32::try_from(gid).map_err(|_| corrupt(shown, format!("gid {gid} out of range")))?;
+        let header_secs = header.mtime().map_err(|e| bad("mtime", e))?;
+        let (secs, nanos) = pax_mtime(entry).unwrap_or((header_secs, 0));
+        let out_of_range = || corrupt(shown, format!("mtime {secs} out of range"));
+        let secs_signed = i64::try_from(secs).map_err(|_| out_of_range())?;
+        let time = UNIX_EPOCH.checked_add(Duration::new(secs, nanos)).ok_or_else(out_of_range)?;
+        Ok(Meta { mode, uid, gid, secs: secs_signed, nanos, time })
+    }
+}
+
+/// The device number of a device entry (0 for a FIFO).
+fn device<R: Read>(entry: &::tar::Entry<'_, R>, kind: EntryType, shown: &str) -> Result<libc::dev_t, UntarError> {
+    if kind == EntryType::Fifo {
+        return Ok(0);
+    }
+    let header = entry.header();
+    let corrupt = |e: io::Error| corrupt(shown, format!("bad device number: {}", escape_text(&e.to_string())));
+    match (header.device_major().map_err(corrupt)?, header.device_minor().map_err(corrupt)?) {
+        (Some(major), Some(minor)) => Ok(libc::makedev(major, minor)),
+        _ => Err(corrupt(io::Error::other("no device numbers in the header"))),
+    }
+}
+
+/// Reads the contents of a file entry in full, handing each piece and the count so far to
+/// `sink`; the stream ending early is [`UntarError::Truncated`]. Returns the size.
+fn copy_contents<R: Read>(
+    entry: &mut ::tar::Entry<'_, R>,
+    buf: &mut [u8],
+    shown: &str,
+    mut sink: impl FnMut(&[u8], u64) -> Result<(), UntarError>,
+) -> Result<u64, UntarError> {
+    let size = entry.size();
+    let mut got = 0u64;
+    loop {
+        let n = match entry.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(source) => return Err(UntarError::ReadData { path: shown.to_owned(), source }),
+        };
+        got += n as u64;
+        sink(&buf[..n], got)?;
+    }
+    if got != size {
+        let detail = format!("the stream ends inside the contents of `{shown}` ({got} of {size} bytes)");
+        return Err(UntarError::Truncated { entry: Some(shown.to_owned()), detail });
+    }
+    Ok(got)
+}
+
+/// What is done with admitted entries: written into a directory ([`Unpacker`]) or only read
+/// ([`Checker`]).
+trait Sink {
+    /// Carries out `action` for `entry`; returns the file content bytes written.
+    fn apply<R: Read>(
+        &mut self,
+        entry: &mut ::tar::Entry<'_, R>,
+        action: Action,
+        shown: &str,
+        buf: &mut [u8],
+    ) -> Result<u64, UntarError>;
+
+    /// Called once after the end-of-archive marker.
+    fn finish(&mut self) -> Result<(), UntarError>;
+}
+
+/// [`check`]'s sink: reads file contents (to see the stream whole) and writes nothing.
+struct Checker;
+
+impl Sink for Checker {
+    fn apply<R: Read>(
+        &mut self,
+        entry: &mut ::tar::Entry<'_, R>,
+        action: Action,
+        shown: &str,
+        buf: &mut [u8],
+    ) -> Result<u64, UntarError> {
+        match action {
+            Action::Entry { what: What::File(_), .. } => copy_contents(entry, buf, shown, |_, _| Ok(())),
+            _ => Ok(0),
+        }
+    }
+
+    fn finish(&mut self) -> Result<(), UntarError> {
+        Ok(())
+    }
+}
+
+/// [`unpack`]'s sink.
 struct Unpacker<'a> {
     dest: &'a Path,
     opts: &'a UntarOptions,
-    report: UntarReport,
-    /// Relative paths of the real directories created in `dest` (which started empty).
-    known_dirs: HashSet<PathBuf>,
     /// Directory entries whose metadata is applied at the end; the empty path is `dest`.
     dirs: HashMap<PathBuf, Meta>,
-    buf: Vec<u8>,
     writeback: Writeback,
     /// Bytes of small files written since the last early flush was asked for.
     unsynced: u64,
 }
 
-impl Unpacker<'_> {
-    fn entry<R: Read>(&mut self, entry: &mut ::tar::Entry<'_, R>, name: &[u8]) -> Result<(), UntarError> {
-        let shown = lossy(name);
-        let kind = entry.header().entry_type();
-        if kind == EntryType::XGlobalHeader {
-            tracing::debug!(entry = %shown, "PAX global header ignored");
-            return Ok(());
-        }
-        let comps = clean_path(name).map_err(|reason| hostile(&shown, reason))?;
-        let Some((_, parent)) = comps.split_last() else {
-            if kind != EntryType::Directory {
-                return Err(hostile(&shown, format!("the archive root must be a directory, not {}", describe(kind))));
+impl Sink for Unpacker<'_> {
+    fn apply<R: Read>(
+        &mut self,
+        entry: &mut ::tar::Entry<'_, R>,
+        action: Action,
+        shown: &str,
+        buf: &mut [u8],
+    ) -> Result<u64, UntarError> {
+        let (parents, rel, what) = match action {
+            Action::Ignore => return Ok(0),
+            Action::Root(meta) => {
+                self.dirs.insert(PathBuf::new(), meta);
+                return Ok(0);
             }
-            let meta = self.meta(entry, &shown)?;
-            self.dirs.insert(PathBuf::new(), meta);
-            self.report.dirs += 1;
-            return Ok(());
+            Action::Entry { parents, rel, what } => (parents, rel, what),
         };
-        let rel = join(&comps);
+        for dir in &parents {
+            let full = self.dest.join(dir);
+            fs::DirBuilder::new().mode(0o700).create(&full).map_err(write_err("create", &full))?;
+        }
         let full = self.dest.join(&rel);
-        match kind {
-            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                let meta = self.meta(entry, &shown)?;
-                self.make_parents(parent, &shown)?;
-                // No lstat first: O_CREAT|O_EXCL|O_NOFOLLOW refuses whatever exists there.
-                self.file(entry, &full, &shown, &meta)
-            }
-            EntryType::Directory => {
-                let meta = self.meta(entry, &shown)?;
-                self.make_parents(parent, &shown)?;
-                match fs::symlink_metadata(&full) {
-                    Ok(m) if m.is_dir() => {}
-                    Ok(m) => return Err(duplicate(&shown, &m)),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                        fs::DirBuilder::new().mode(0o700).create(&full).map_err(write_err("create", &full))?;
-                    }
-                    Err(e) => return Err(write_err("inspect", &full)(e)),
+        match what {
+            What::Dir { create, meta } => {
+                if create {
+                    fs::DirBuilder::new().mode(0o700).create(&full).map_err(write_err("create", &full))?;
                 }
-                self.known_dirs.insert(rel.clone());
                 self.dirs.insert(rel, meta);
-                self.report.dirs += 1;
-                Ok(())
+                Ok(0)
             }
-            EntryType::Symlink => {
-                let target = link_name(entry);
-                if target.is_empty() || target.contains(&0) {
-                    return Err(hostile(&shown, "empty symlink target or a NUL byte in it"));
-                }
-                self.check_symlink_target(parent, &target)
-                    .map_err(|reason| hostile(&shown, format!("symlink target `{}` {reason}", lossy(&target))))?;
-                let meta = self.meta(entry, &shown)?;
-                self.make_parents(parent, &shown)?;
-                self.must_not_exist(&full, &shown)?;
+            What::File(meta) => self.file(entry, &full, shown, &meta, buf),
+            What::Symlink { target, meta } => {
                 std::os::unix::fs::symlink(OsStr::from_bytes(&target), &full)
                     .map_err(write_err("create the symlink", &full))?;
                 if self.opts.restore_owner {
@@ -364,263 +754,17 @@ impl Unpacker<'_> {
                         .map_err(write_err("set the owner of", &full))?;
                 }
                 set_mtime_nofollow(&full, &meta).map_err(write_err("set the mtime of", &full))?;
-                self.report.symlinks += 1;
-                Ok(())
+                Ok(0)
             }
-            EntryType::Link => {
-                let target = link_name(entry);
-                let source = self.hard_link_source(parent, &target, &shown)?;
-                self.make_parents(parent, &shown)?;
-                self.must_not_exist(&full, &shown)?;
-                fs::hard_link(&source, &full).map_err(write_err("create the hard link", &full))?;
-                self.report.hardlinks += 1;
-                Ok(())
+            What::HardLink { source } => {
+                fs::hard_link(self.dest.join(source), &full).map_err(write_err("create the hard link", &full))?;
+                Ok(0)
             }
-            EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                if !self.opts.allow_devices {
-                    return Err(hostile(&shown, format!("{} entries are not allowed", describe(kind))));
-                }
-                let meta = self.meta(entry, &shown)?;
-                let dev = if kind == EntryType::Fifo {
-                    0
-                } else {
-                    let header = entry.header();
-                    let corrupt = |e: io::Error| corrupt(&shown, format!("bad device number: {e}"));
-                    match (header.device_major().map_err(corrupt)?, header.device_minor().map_err(corrupt)?) {
-                        (Some(major), Some(minor)) => libc::makedev(major, minor),
-                        _ => return Err(corrupt(io::Error::other("no device numbers in the header"))),
-                    }
-                };
-                self.make_parents(parent, &shown)?;
-                self.must_not_exist(&full, &shown)?;
+            What::Special { kind, dev, meta } => {
                 self.special(kind, &full, dev, &meta)?;
-                self.report.other += 1;
-                Ok(())
-            }
-            other => Err(UntarError::Unsupported { path: shown, kind: describe(other) }),
-        }
-    }
-
-    /// Creates a regular file and copies the entry's contents into it.
-    fn file<R: Read>(
-        &mut self,
-        entry: &mut ::tar::Entry<'_, R>,
-        full: &Path,
-        shown: &str,
-        meta: &Meta,
-    ) -> Result<(), UntarError> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(full)
-            .map_err(|e| match fs::symlink_metadata(full) {
-                Ok(existing) if e.kind() == io::ErrorKind::AlreadyExists => duplicate(shown, &existing),
-                _ => write_err("create", full)(e),
-            })?;
-        let file = std::sync::Arc::new(file);
-        let size = entry.size();
-        let (mut got, mut queued) = (0u64, 0u64);
-        loop {
-            let n = match entry.read(&mut self.buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) => return Err(UntarError::ReadData { path: shown.to_owned(), source }),
-            };
-            (&*file).write_all(&self.buf[..n]).map_err(write_err("write", full))?;
-            got += n as u64;
-            if got - queued >= WRITEBACK_STRIDE {
-                self.writeback.queue(&file, queued, got - queued);
-                queued = got;
+                Ok(0)
             }
         }
-        if got >= WRITEBACK_MIN && got > queued {
-            self.writeback.queue(&file, queued, got - queued);
-        } else if got < WRITEBACK_MIN {
-            self.unsynced += got + 4096;
-            if self.unsynced >= FLUSH_EVERY {
-                self.writeback.flush();
-                self.unsynced = 0;
-            }
-        }
-        if got != size {
-            let detail = format!("the stream ends inside the contents of `{shown}` ({got} of {size} bytes)");
-            return Err(UntarError::Truncated { entry: Some(shown.to_owned()), detail });
-        }
-        // Owner before mode: chown clears the setuid and setgid bits.
-        if self.opts.restore_owner {
-            std::os::unix::fs::fchown(&*file, Some(meta.uid), Some(meta.gid))
-                .map_err(write_err("set the owner of", full))?;
-        }
-        file.set_permissions(fs::Permissions::from_mode(meta.mode)).map_err(write_err("set the mode of", full))?;
-        file.set_times(FileTimes::new().set_modified(meta.time)).map_err(write_err("set the mtime of", full))?;
-        self.report.files += 1;
-        self.report.file_bytes += got;
-        Ok(())
-    }
-
-    /// Creates a FIFO or a device node.
-    fn special(&self, kind: EntryType, full: &Path, dev: libc::dev_t, meta: &Meta) -> Result<(), UntarError> {
-        let path = c_path(full).map_err(write_err("create", full))?;
-        let rc = if kind == EntryType::Fifo {
-            // SAFETY: `path` is a valid NUL-terminated string that outlives the call.
-            unsafe { libc::mkfifo(path.as_ptr(), 0o600) }
-        } else {
-            let file_type = if kind == EntryType::Char { libc::S_IFCHR } else { libc::S_IFBLK };
-            // SAFETY: `path` is a valid NUL-terminated string that outlives the call.
-            unsafe { libc::mknod(path.as_ptr(), file_type | 0o600, dev) }
-        };
-        if rc != 0 {
-            return Err(write_err("create", full)(io::Error::last_os_error()));
-        }
-        if self.opts.restore_owner {
-            std::os::unix::fs::lchown(full, Some(meta.uid), Some(meta.gid))
-                .map_err(write_err("set the owner of", full))?;
-        }
-        // The node was just created by us under a real directory: chmod does not follow a link.
-        fs::set_permissions(full, fs::Permissions::from_mode(meta.mode)).map_err(write_err("set the mode of", full))?;
-        set_mtime_nofollow(full, meta).map_err(write_err("set the mtime of", full))
-    }
-
-    /// Checks a hard link's target and returns its full path.
-    fn hard_link_source(&self, parent: &[&[u8]], target: &[u8], shown: &str) -> Result<PathBuf, UntarError> {
-        let refuse = |reason: String| hostile(shown, format!("hard link target `{}` {reason}", lossy(target)));
-        let comps = clean_path(target).map_err(|r| refuse(format!("refused: {r}")))?;
-        let Some((_, target_parent)) = comps.split_last() else {
-            return Err(refuse("is the archive root".to_owned()));
-        };
-        if let Err(reason) = self.real_dir_chain(target_parent) {
-            return Err(refuse(reason));
-        }
-        let full = self.dest.join(join(&comps));
-        match fs::symlink_metadata(&full) {
-            Ok(m) if m.is_dir() => Err(refuse("is a directory".to_owned())),
-            Ok(m) if m.file_type().is_symlink() => {
-                // The new name is another symlink with the same target, seen from its own directory.
-                let link = fs::read_link(&full).map_err(write_err("read the symlink", &full))?;
-                self.check_symlink_target(parent, link.as_os_str().as_bytes())
-                    .map_err(|reason| refuse(format!("is a symlink whose target `{}` {reason}", link.display())))?;
-                Ok(full)
-            }
-            Ok(_) => Ok(full),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                Err(refuse("does not exist (it must be an earlier entry of the archive)".to_owned()))
-            }
-            Err(e) => Err(write_err("inspect", &full)(e)),
-        }
-    }
-
-    /// Checks that a symlink in the directory `parent` (components below the root) pointing at
-    /// `target` stays inside the root. Returns why not.
-    fn check_symlink_target(&self, parent: &[&[u8]], target: &[u8]) -> Result<(), String> {
-        if self.opts.allow_external_symlinks {
-            return Ok(());
-        }
-        if target.first() == Some(&b'/') {
-            return Err("is absolute".to_owned());
-        }
-        let mut stack: Vec<&[u8]> = parent.to_vec();
-        // The first `verified` components of `stack` are known to be real directories.
-        let mut verified = stack.len();
-        for comp in target.split(|b| *b == b'/') {
-            match comp {
-                b"" | b"." => {}
-                b".." => {
-                    if stack.is_empty() {
-                        return Err("climbs out of the archive root".to_owned());
-                    }
-                    if stack.len() > verified {
-                        // `name/..` is the directory holding `name` only if `name` is a real
-                        // directory; through a symlink it could be anywhere.
-                        self.real_dir_chain(&stack)
-                            .map_err(|reason| format!("uses `..` after a path that {reason}"))?;
-                    }
-                    stack.pop();
-                    verified = stack.len();
-                }
-                name => stack.push(name),
-            }
-        }
-        Ok(())
-    }
-
-    /// Checks that every prefix of `comps` is a real directory in `dest` (without creating any).
-    fn real_dir_chain(&self, comps: &[&[u8]]) -> Result<(), String> {
-        let mut rel = PathBuf::new();
-        for comp in comps {
-            rel.push(OsStr::from_bytes(comp));
-            if self.known_dirs.contains(&rel) {
-                continue;
-            }
-            let shown = rel.display();
-            match fs::symlink_metadata(self.dest.join(&rel)) {
-                Ok(m) if m.is_dir() => {}
-                Ok(m) if m.file_type().is_symlink() => return Err(format!("goes through the symlink `{shown}`")),
-                Ok(_) => return Err(format!("goes through `{shown}`, which is not a directory")),
-                Err(_) => return Err(format!("goes through `{shown}`, which does not exist (yet)")),
-            }
-        }
-        Ok(())
-    }
-
-    /// Makes sure every parent of an entry is a real directory, creating missing ones (0700).
-    fn make_parents(&mut self, parent: &[&[u8]], shown: &str) -> Result<(), UntarError> {
-        let mut rel = PathBuf::new();
-        for comp in parent {
-            rel.push(OsStr::from_bytes(comp));
-            if self.known_dirs.contains(&rel) {
-                continue;
-            }
-            let full = self.dest.join(&rel);
-            match fs::symlink_metadata(&full) {
-                Ok(m) if m.is_dir() => {}
-                Ok(m) if m.file_type().is_symlink() => {
-                    let reason = format!("its parent `{}` is a symlink; refusing to write through it", rel.display());
-                    return Err(hostile(shown, reason));
-                }
-                Ok(_) => return Err(hostile(shown, format!("its parent `{}` is not a directory", rel.display()))),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    fs::DirBuilder::new().mode(0o700).create(&full).map_err(write_err("create", &full))?;
-                }
-                Err(e) => return Err(write_err("inspect", &full)(e)),
-            }
-            self.known_dirs.insert(rel.clone());
-        }
-        Ok(())
-    }
-
-    /// Refuses an entry whose path already exists (never replaces or follows what is there).
-    fn must_not_exist(&self, full: &Path, shown: &str) -> Result<(), UntarError> {
-        match fs::symlink_metadata(full) {
-            Ok(m) => Err(duplicate(shown, &m)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(write_err("inspect", full)(e)),
-        }
-    }
-
-    /// The mode, owner and mtime of an entry, as they will be applied.
-    fn meta<R: Read>(&self, entry: &mut ::tar::Entry<'_, R>, shown: &str) -> Result<Meta, UntarError> {
-        let bad = |what: &str, e: io::Error| corrupt(shown, format!("bad {what}: {e}"));
-        let header = entry.header();
-        let mask = if self.opts.restore_owner { 0o7777 } else { 0o777 };
-        let mode = header.mode().map_err(|e| bad("mode", e))? & mask;
-        let (uid, gid) = if self.opts.restore_owner {
-            let uid = header.uid().map_err(|e| bad("uid", e))?;
-            let gid = header.gid().map_err(|e| bad("gid", e))?;
-            let uid = u32::try_from(uid).map_err(|_| corrupt(shown, format!("uid {uid} out of range")))?;
-            let gid = u32::try_from(gid).map_err(|_| corrupt(shown, format!("gid {gid} out of range")))?;
-            (uid, gid)
-        } else {
-            (0, 0)
-        };
-        let header_secs = header.mtime().map_err(|e| bad("mtime", e))?;
-        let (secs, nanos) = pax_mtime(entry).unwrap_or((header_secs, 0));
-        let out_of_range = || corrupt(shown, format!("mtime {secs} out of range"));
-        let secs_signed = i64::try_from(secs).map_err(|_| out_of_range())?;
-        let time = UNIX_EPOCH.checked_add(Duration::new(secs, nanos)).ok_or_else(out_of_range)?;
-        Ok(Meta { mode, uid, gid, secs: secs_signed, nanos, time })
     }
 
     /// Applies the directories' metadata, deepest first, the root (`dest`) last.
@@ -645,6 +789,78 @@ impl Unpacker<'_> {
     }
 }
 
+impl Unpacker<'_> {
+    /// Creates a regular file and copies the entry's contents into it.
+    fn file<R: Read>(
+        &mut self,
+        entry: &mut ::tar::Entry<'_, R>,
+        full: &Path,
+        shown: &str,
+        meta: &Meta,
+        buf: &mut [u8],
+    ) -> Result<u64, UntarError> {
+        // O_CREAT|O_EXCL|O_NOFOLLOW refuses whatever exists there.
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(full)
+            .map_err(write_err("create", full))?;
+        let file = Arc::new(file);
+        let mut queued = 0u64;
+        let writeback = &self.writeback;
+        let got = copy_contents(entry, buf, shown, |piece, got| {
+            (&*file).write_all(piece).map_err(write_err("write", full))?;
+            if got - queued >= WRITEBACK_STRIDE {
+                writeback.queue(&file, queued, got - queued);
+                queued = got;
+            }
+            Ok(())
+        })?;
+        if got >= WRITEBACK_MIN && got > queued {
+            self.writeback.queue(&file, queued, got - queued);
+        } else if got < WRITEBACK_MIN {
+            self.unsynced += got + 4096;
+            if self.unsynced >= FLUSH_EVERY {
+                self.writeback.flush();
+                self.unsynced = 0;
+            }
+        }
+        // Owner before mode: chown clears the setuid and setgid bits.
+        if self.opts.restore_owner {
+            std::os::unix::fs::fchown(&*file, Some(meta.uid), Some(meta.gid))
+                .map_err(write_err("set the owner of", full))?;
+        }
+        file.set_permissions(fs::Permissions::from_mode(meta.mode)).map_err(write_err("set the mode of", full))?;
+        file.set_times(FileTimes::new().set_modified(meta.time)).map_err(write_err("set the mtime of", full))?;
+        Ok(got)
+    }
+
+    /// Creates a FIFO or a device node.
+    fn special(&self, kind: EntryType, full: &Path, dev: libc::dev_t, meta: &Meta) -> Result<(), UntarError> {
+        let path = c_path(full).map_err(write_err("create", full))?;
+        let rc = if kind == EntryType::Fifo {
+            // SAFETY: `path` is a valid NUL-terminated string that outlives the call.
+            unsafe { libc::mkfifo(path.as_ptr(), 0o600) }
+        } else {
+            let file_type = if kind == EntryType::Char { libc::S_IFCHR } else { libc::S_IFBLK };
+            // SAFETY: `path` is a valid NUL-terminated string that outlives the call.
+            unsafe { libc::mknod(path.as_ptr(), file_type | 0o600, dev) }
+        };
+        if rc != 0 {
+            return Err(write_err("create", full)(io::Error::last_os_error()));
+        }
+        if self.opts.restore_owner {
+            std::os::unix::fs::lchown(full, Some(meta.uid), Some(meta.gid))
+                .map_err(write_err("set the owner of", full))?;
+        }
+        // The node was just created by us under a real directory: chmod does not follow a link.
+        fs::set_permissions(full, fs::Permissions::from_mode(meta.mode)).map_err(write_err("set the mode of", full))?;
+        set_mtime_nofollow(full, meta).map_err(write_err("set the mtime of", full))
+    }
+}
+
 /// Splits a member name into its normal components (`.` and empty ones dropped); refuses
 /// absolute names, `..`, NUL bytes and empty names. No components means the root.
 fn clean_path(name: &[u8]) -> Result<Vec<&[u8]>, &'static str> {
@@ -666,10 +882,6 @@ fn clean_path(name: &[u8]) -> Result<Vec<&[u8]>, &'static str> {
         }
     }
     Ok(comps)
-}
-
-fn join(comps: &[&[u8]]) -> PathBuf {
-    comps.iter().map(|c| OsStr::from_bytes(c)).collect()
 }
 
 fn link_name<R: Read>(entry: &::tar::Entry<'_, R>) -> Vec<u8> {
@@ -705,8 +917,6 @@ fn parse_pax_time(value: &[u8]) -> Option<(u64, u32)> {
     Some((secs, nanos))
 }
 
-/// Sets the mtime of `path` itself, not of what it points to (symlinks, device nodes); the
-/// access time is left alone.
 /// Files of at least this size have their write-back started early, in strides of this size.
 const WRITEBACK_MIN: u64 = 1 << 20;
 const WRITEBACK_STRIDE: u64 = 8 << 20;
@@ -790,6 +1000,8 @@ impl Drop for Writeback {
     }
 }
 
+/// Sets the mtime of `path` itself, not of what it points to (symlinks, device nodes); the
+/// access time is left alone.
 fn set_mtime_nofollow(path: &Path, meta: &Meta) -> io::Result<()> {
     let path = c_path(path)?;
     let range = |_| io::Error::new(io::ErrorKind::InvalidInput, "mtime out of range");
@@ -816,8 +1028,81 @@ fn c_path(path: &Path) -> io::Result<CString> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
 }
 
-fn lossy(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+/// Characters of a long name kept before and after the `…` in [`show_name`].
+const SHOWN_HEAD: usize = 80;
+const SHOWN_TAIL: usize = 40;
+
+/// How a name, link target or path taken from an archive is shown in messages and logs:
+/// control characters escaped (`\n`, `\t`, `\r`, ESC as `\x1b`, C1 and bidirectional controls
+/// as `\u{..}`), bytes that are not UTF-8 as `\xNN`, a backslash doubled (so the escapes are
+/// unambiguous), and a name of more than 121 characters shortened to its first 80, `…` and its
+/// last 40. A terminal or a log reader never sees a raw byte of the archive.
+pub fn show_name(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().min(4 * (SHOWN_HEAD + SHOWN_TAIL)));
+    // Where each shown character (or escape) starts in `out`.
+    let mut starts = Vec::new();
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            starts.push(out.len());
+            push_escaped(&mut out, c);
+        }
+        for b in chunk.invalid() {
+            starts.push(out.len());
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    if starts.len() > SHOWN_HEAD + SHOWN_TAIL + 1 {
+        let head = &out[..starts[SHOWN_HEAD]];
+        let tail = &out[starts[starts.len() - SHOWN_TAIL]..];
+        return format!("{head}…{tail}");
+    }
+    out
+}
+
+/// [`show_name`] of a path.
+pub fn show_path(path: &Path) -> String {
+    show_name(path.as_os_str().as_bytes())
+}
+
+/// Escapes control characters in a message that may quote archive bytes (the `tar` crate's
+/// errors do), without shortening it.
+fn escape_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        push_escaped(&mut out, c);
+    }
+    out
+}
+
+fn push_escaped(out: &mut String, c: char) {
+    match c {
+        '\\' => out.push_str("\\\\"),
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        c if c.is_ascii_control() => {
+            let _ = write!(out, "\\x{:02x}", u32::from(c));
+        }
+        // C1 controls (U+0080..U+009F, CSI among them), and the invisible characters that
+        // reorder or hide text: zero-width ones, line and paragraph separators, bidi controls.
+        c if c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}') =>
+        {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        }
+        c => out.push(c),
+    }
+}
+
+/// An error of the `tar` crate with its message escaped (it may quote a name).
+fn clean_io(e: io::Error) -> io::Error {
+    let text = e.to_string();
+    let clean = escape_text(&text);
+    if clean == text {
+        e
+    } else {
+        io::Error::new(e.kind(), clean)
+    }
 }
 
 fn describe(kind: EntryType) -> String {
@@ -849,13 +1134,11 @@ fn corrupt(shown: &str, reason: String) -> UntarError {
     UntarError::Corrupt { path: shown.to_owned(), reason }
 }
 
-fn duplicate(shown: &str, existing: &fs::Metadata) -> UntarError {
-    let what = if existing.file_type().is_symlink() {
-        "a symlink"
-    } else if existing.is_dir() {
-        "a directory"
-    } else {
-        "an entry"
+fn duplicate(shown: &str, existing: Node) -> UntarError {
+    let what = match existing {
+        Node::Symlink => "a symlink",
+        Node::Dir => "a directory",
+        Node::Other => "an entry",
     };
     hostile(shown, format!("the path already exists as {what} (duplicate entry); refusing to replace it"))
 }
@@ -988,7 +1271,7 @@ mod tests {
         assert!(stats.warnings.is_empty(), "{:?}", stats.warnings);
 
         let dest = fresh_dest(tmp.path(), "dest");
-        let opts = UntarOptions { allow_devices: true, allow_external_symlinks: true, restore_owner: as_root };
+        let opts = UntarOptions { allow_devices: true, restore_owner: as_root };
         let report = unpack(&archive[..], &dest, &opts).unwrap();
         if let Err(diff) = compare_trees(&src, &dest, &[]) {
             panic!("{diff}");
@@ -1013,23 +1296,33 @@ mod tests {
     }
 
     #[test]
-    fn options_refuse_external_symlinks_and_devices_by_default() {
+    fn defaults_restore_every_symlink_and_refuse_only_devices() {
         let tmp = tempfile::tempdir().unwrap();
         let src = fresh_dest(tmp.path(), "src");
-        build_tree(&src, false);
+        let has_dev = build_tree(&src, false);
         let mut archive = Vec::new();
         write_tar(&src, &TarOptions::default(), &mut archive).unwrap();
-
-        let dest = fresh_dest(tmp.path(), "dest1");
-        let err = unpack(&archive[..], &dest, &UntarOptions::default()).unwrap_err();
-        assert!(matches!(&err, UntarError::Hostile { path, .. } if path == "links/abs"), "{err}");
-        assert!(err.to_string().contains("is absolute"), "{err}");
-
+        if has_dev {
+            let dest = fresh_dest(tmp.path(), "dest1");
+            let err = unpack(&archive[..], &dest, &UntarOptions::default()).unwrap_err();
+            assert!(matches!(&err, UntarError::Hostile { path, .. } if path == "special/null"), "{err}");
+            assert!(err.to_string().contains("character device (type '3') entries are not allowed"), "{err}");
+            let again = check(&archive[..], &UntarOptions::default()).unwrap_err();
+            assert_eq!(again.to_string(), err.to_string());
+            fs::remove_file(src.join("special/null")).unwrap();
+            archive.clear();
+            write_tar(&src, &TarOptions::default(), &mut archive).unwrap();
+        }
+        // Absolute, climbing, dangling and non-UTF-8 targets, a FIFO: all restored by default.
         let dest = fresh_dest(tmp.path(), "dest2");
-        let opts = UntarOptions { allow_external_symlinks: true, ..UntarOptions::default() };
-        let err = unpack(&archive[..], &dest, &opts).unwrap_err();
-        assert!(matches!(&err, UntarError::Hostile { path, .. } if path == "special/fifo"), "{err}");
-        assert!(err.to_string().contains("FIFO (type '6') entries are not allowed"), "{err}");
+        let report = unpack(&archive[..], &dest, &UntarOptions::default()).unwrap();
+        if let Err(diff) = compare_trees(&src, &dest, &[]) {
+            panic!("{diff}");
+        }
+        assert_eq!(fs::read_link(dest.join("links/abs")).unwrap().as_os_str(), "/etc/hostname");
+        assert_eq!(fs::read_link(dest.join("links/nonutf8")).unwrap().as_os_str(), os(b"\xfe\xfd"));
+        assert_eq!(report.other, 1);
+        assert_eq!(check(&archive[..], &UntarOptions::default()).unwrap(), report);
     }
 
     // ---- hand-made archives ----
@@ -1119,59 +1412,77 @@ mod tests {
         let nul =
             |_: &Path| vec![raw(b"././@LongLink", EntryType::GNULongName, b"", b"a\0/x\0"), file("placeholder", b"x")];
         let err = refused(nul, &none, "NUL byte");
-        hostile_at(&err, "a\u{0}/x");
+        hostile_at(&err, "a\\x00/x");
     }
 
     #[test]
     fn writing_through_symlinks_is_refused() {
-        let all = UntarOptions { allow_devices: true, allow_external_symlinks: true, restore_owner: false };
-        let err = refused(|_| vec![symlink_to("l", "../outside"), file("l/x", b"x")], &all, "is a symlink");
-        hostile_at(&err, "l/x");
-        let err = refused(|_| vec![symlink_to("l", ".."), dir("l/sub/")], &all, "`l` is a symlink");
-        hostile_at(&err, "l/sub/");
-
+        let all = UntarOptions { allow_devices: true, restore_owner: false };
         let none = UntarOptions::default();
+        for opts in [&all, &none] {
+            let err = refused(|_| vec![symlink_to("l", "../outside"), file("l/x", b"x")], opts, "is a symlink");
+            hostile_at(&err, "l/x");
+            let err = refused(|_| vec![symlink_to("l", ".."), dir("l/sub/")], opts, "`l` is a symlink");
+            hostile_at(&err, "l/sub/");
+            let members =
+                |tmp: &Path| vec![symlink_to("abs", tmp.join("outside").to_str().unwrap()), file("abs/x", b"x")];
+            let err = refused(members, opts, "its parent `abs` is a symlink; refusing to write through it");
+            hostile_at(&err, "abs/x");
+        }
+
         let members = |_: &Path| vec![dir("sub/"), symlink_to("l2", "sub"), file("l2/x", b"x")];
         let err = refused(members, &none, "its parent `l2` is a symlink; refusing to write through it");
         hostile_at(&err, "l2/x");
+        // Deeper, and through a directory entry of the same name after the symlink.
+        let members = |_: &Path| vec![symlink_to("a/l", "/"), dir("a/l/"), file("a/l/etc/x", b"x")];
+        let err = refused(members, &none, "already exists as a symlink");
+        hostile_at(&err, "a/l/");
+        let members = |_: &Path| vec![symlink_to("a/l", "/"), file("a/l/etc/x", b"x")];
+        let err = refused(members, &none, "its parent `a/l` is a symlink");
+        hostile_at(&err, "a/l/etc/x");
+        // A hard link to a symlink is a symlink too.
+        let members = |_: &Path| vec![symlink_to("s", "/tmp"), hard_link_to("h", "s"), file("h/x", b"x")];
+        let err = refused(members, &none, "its parent `h` is a symlink");
+        hostile_at(&err, "h/x");
 
         let err = refused(|_| vec![file("f", b"f"), file("f/x", b"x")], &none, "`f` is not a directory");
         hostile_at(&err, "f/x");
     }
 
     #[test]
-    fn escaping_symlinks_are_refused() {
+    fn symlinks_pointing_anywhere_are_restored_as_they_are() {
         let none = UntarOptions::default();
-        let err = refused(|_| vec![symlink_to("l", "..")], &none, "climbs out of the archive root");
-        hostile_at(&err, "l");
-        let err = refused(|_| vec![symlink_to("l", "/")], &none, "is absolute");
-        hostile_at(&err, "l");
-        let err = refused(|_| vec![symlink_to("a/b/l", "../../../x")], &none, "climbs out");
-        hostile_at(&err, "a/b/l");
         let err = refused(|_| vec![symlink_to("l", "")], &none, "empty symlink target");
         hostile_at(&err, "l");
 
-        // `a/s` points at the root; `b/t -> ../a/s/..` is lexically inside but really the root's parent.
-        let chain = |_: &Path| vec![dir("a/"), symlink_to("a/s", ".."), dir("b/"), symlink_to("b/t", "../a/s/..")];
-        let err = refused(chain, &none, "uses `..` after a path that goes through the symlink `a/s`");
-        hostile_at(&err, "b/t");
-        // `..` after a name that does not exist yet (it could become a symlink later).
-        let err = refused(|_| vec![symlink_to("t", "later/../x")], &none, "does not exist (yet)");
-        hostile_at(&err, "t");
-
-        // Inside is fine, including `..` after a real directory.
         let tmp = tempfile::tempdir().unwrap();
+        let outside = fresh_dest(tmp.path(), "outside");
         let dest = fresh_dest(tmp.path(), "dest");
-        let members = [
-            dir("a/"),
-            symlink_to("a/up", ".."),
-            symlink_to("a/b/l", "../../a/./up//"),
-            symlink_to("real", "a/b/../up"),
-            symlink_to("dangling", "nowhere/at/all"),
+        let abs_outside = outside.to_str().unwrap().to_owned();
+        let targets = [
+            ("up", ".."),
+            ("root", "/"),
+            ("etc", "/etc/hostname"),
+            ("outside", abs_outside.as_str()),
+            ("a/b/climb", "../../../x"),
+            ("a/s", ".."),
+            ("b/t", "../a/s/.."),
+            ("later", "later/../x"),
+            ("a/b/l", "../../a/./up//"),
+            ("dangling", "nowhere/at/all"),
         ];
-        let report = unpack(&build(&members)[..], &dest, &none).unwrap();
-        assert_eq!(report.symlinks, 4);
-        assert_eq!(fs::read_link(dest.join("a/b/l")).unwrap().as_os_str(), "../../a/./up//");
+        let mut members: Vec<_> = targets.iter().map(|(name, target)| symlink_to(name, target)).collect();
+        members.push(hard_link_to("a/b/again", "outside"));
+        members.push(file("a/b/f", b"inside"));
+        let archive = build(&members);
+        let report = unpack(&archive[..], &dest, &none).unwrap();
+        assert_eq!((report.symlinks, report.hardlinks, report.files), (targets.len() as u64, 1, 1));
+        for (name, target) in targets {
+            assert_eq!(fs::read_link(dest.join(name)).unwrap().as_os_str(), target, "{name}");
+        }
+        assert_eq!(fs::read_link(dest.join("a/b/again")).unwrap().as_os_str(), abs_outside.as_str());
+        assert!(entries_of(&outside).is_empty());
+        assert_eq!(check(&archive[..], &none).unwrap(), report);
     }
 
     #[test]
@@ -1189,9 +1500,8 @@ mod tests {
             |_: &Path| vec![dir("sub/"), file("sub/f", b"f"), symlink_to("l2", "sub"), hard_link_to("h", "l2/f")];
         let err = refused(members, &none, "goes through the symlink `l2`");
         hostile_at(&err, "h");
-        // A hard link to a symlink is a symlink with the same target in another directory.
-        let relocated = |_: &Path| vec![dir("a/"), symlink_to("a/s", ".."), hard_link_to("h", "a/s")];
-        let err = refused(relocated, &none, "is a symlink whose target `..` climbs out");
+        // A hard link to a later entry.
+        let err = refused(|_| vec![hard_link_to("h", "f"), file("f", b"f")], &none, "must be an earlier entry");
         hostile_at(&err, "h");
 
         // A good one.
@@ -1211,8 +1521,8 @@ mod tests {
         let none = UntarOptions::default();
         let err = refused(|_| vec![raw(b"null", EntryType::Char, b"", b"")], &none, "character device (type '3')");
         hostile_at(&err, "null");
-        let err = refused(|_| vec![raw(b"p", EntryType::Fifo, b"", b"")], &none, "not allowed");
-        hostile_at(&err, "p");
+        let err = refused(|_| vec![raw(b"d/b", EntryType::Block, b"", b"")], &none, "need `--allow-devices`");
+        hostile_at(&err, "d/b");
 
         let err = refused(|_| vec![file("f", b"1"), file("f", b"2")], &none, "already exists as an entry");
         hostile_at(&err, "f");
@@ -1230,10 +1540,10 @@ mod tests {
     }
 
     #[test]
-    fn fifos_are_created_when_allowed() {
+    fn fifos_are_created_by_default() {
         let tmp = tempfile::tempdir().unwrap();
         let dest = fresh_dest(tmp.path(), "dest");
-        let opts = UntarOptions { allow_devices: true, ..UntarOptions::default() };
+        let opts = UntarOptions::default();
         let report = unpack(&build(&[raw(b"d/p", EntryType::Fifo, b"", b"")])[..], &dest, &opts).unwrap();
         assert_eq!(report.other, 1);
         let meta = fs::symlink_metadata(dest.join("d/p")).unwrap();
@@ -1497,5 +1807,211 @@ mod tests {
             source: io::Error::from_raw_os_error(libc::EIO),
         };
         assert!(!is_disk_full(&other));
+    }
+
+    // ---- bounded metadata, shown names, check ----
+
+    /// Counts what is read through it.
+    struct Counted<R> {
+        inner: R,
+        n: u64,
+    }
+
+    impl<R: Read> Read for Counted<R> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.n += n as u64;
+            Ok(n)
+        }
+    }
+
+    /// A GNU long-name header announcing 1 GiB, followed lazily by that much of `a`.
+    fn huge_long_name() -> Counted<impl Read> {
+        let mut header = Header::new_gnu();
+        fill(&mut header.as_old_mut().name, b"././@LongLink");
+        header.set_mode(0o644);
+        header.set_size(1 << 30);
+        header.set_entry_type(EntryType::GNULongName);
+        header.set_cksum();
+        let stream = io::Cursor::new(header.as_bytes().to_vec()).chain(io::repeat(b'a').take(1 << 30));
+        Counted { inner: stream, n: 0 }
+    }
+
+    #[test]
+    fn a_huge_long_name_is_a_bad_archive_before_it_is_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut source = huge_long_name();
+        let err = unpack(&mut source, &fresh_dest(tmp.path(), "d"), &UntarOptions::default()).unwrap_err();
+        assert!(matches!(err, UntarError::Invalid { entry: None, .. }), "{err:?}");
+        assert!(err.is_bad_archive());
+        assert!(source.n < 1 << 20, "read {} bytes", source.n);
+        let chain = format!("{:#}", anyhow::Error::from(err));
+        assert!(chain.contains("a GNU long-name record (type 'L') announces 1073741824 bytes"), "{chain}");
+
+        let mut source = huge_long_name();
+        let err = check(&mut source, &UntarOptions::default()).unwrap_err();
+        assert!(matches!(err, UntarError::Invalid { entry: None, .. }), "{err:?}");
+        assert!(source.n < 1 << 20, "read {} bytes", source.n);
+    }
+
+    /// An archive of regular files with names of any length (GNU long-name records).
+    fn build_named(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut builder = Builder::new(Vec::new());
+        for (name, data) in files {
+            builder.append_data(&mut file("x", data).0, name, *data).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    #[test]
+    fn long_names_below_the_limit_work() {
+        // 60 KiB: more than any file system takes, so only `check` (which writes nothing).
+        let long = format!("{}/end", vec!["c".repeat(200); 300].join("/"));
+        let target = "t/".repeat(30_000);
+        let mut builder = Builder::new(Vec::new());
+        builder.append_data(&mut file("x", b"data").0, &long, &b"data"[..]).unwrap();
+        builder.append_link(&mut symlink_to("x", "y").0, "link", &target).unwrap();
+        let archive = builder.into_inner().unwrap();
+        let report = check(&archive[..], &UntarOptions::default()).unwrap();
+        assert_eq!((report.files, report.symlinks, report.file_bytes), (1, 1, 4));
+
+        // 3 KiB is unpacked.
+        let long = format!("{}/end", vec!["c".repeat(200); 15].join("/"));
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = fresh_dest(tmp.path(), "dest");
+        unpack(&build_named(&[(&long, b"data")])[..], &dest, &UntarOptions::default()).unwrap();
+        assert_eq!(fs::read(dest.join(&long)).unwrap(), b"data");
+    }
+
+    #[test]
+    fn gnu_sparse_files_with_extension_blocks_unpack() {
+        // Six 512-byte pieces at 4 KiB strides: four in the header, two in an extension block.
+        let (mut header, _) = raw(b"sparse", EntryType::GNUSparse, b"", b"");
+        header.set_size(6 * 512);
+        let mut ext = ::tar::GnuExtSparseHeader::new();
+        {
+            let gnu = header.as_gnu_mut().unwrap();
+            for (i, piece) in gnu.sparse.iter_mut().enumerate() {
+                piece.set_offset(i as u64 * 4096);
+                piece.set_length(512);
+            }
+            gnu.set_real_size(5 * 4096 + 512);
+            gnu.set_is_extended(true);
+            for (i, piece) in ext.sparse.iter_mut().take(2).enumerate() {
+                piece.set_offset((4 + i as u64) * 4096);
+                piece.set_length(512);
+            }
+        }
+        header.set_cksum();
+        let data = random_bytes(6 * 512, 21);
+        let mut archive = header.as_bytes().to_vec();
+        archive.extend(ext.as_bytes());
+        archive.extend(&data);
+        archive.extend(build_named(&[(&format!("after-{}", "n".repeat(120)), b"after")]));
+
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = fresh_dest(tmp.path(), "dest");
+        let report = unpack(&archive[..], &dest, &UntarOptions::default()).unwrap();
+        assert_eq!(report.files, 2);
+        let mut expected = vec![0u8; 5 * 4096 + 512];
+        for i in 0..6 {
+            expected[i * 4096..i * 4096 + 512].copy_from_slice(&data[i * 512..(i + 1) * 512]);
+        }
+        assert!(fs::read(dest.join("sparse")).unwrap() == expected);
+        assert_eq!(fs::read(dest.join(format!("after-{}", "n".repeat(120)))).unwrap(), b"after");
+        assert_eq!(check(&archive[..], &UntarOptions::default()).unwrap(), report);
+    }
+
+    #[test]
+    fn names_are_escaped_and_shortened() {
+        assert_eq!(show_name(b"plain/name.txt"), "plain/name.txt");
+        assert_eq!(show_name(b"a\nb\tc\r"), "a\\nb\\tc\\r");
+        assert_eq!(show_name(b"\x1b[31mred\x07"), "\\x1b[31mred\\x07");
+        assert_eq!(show_name(b"caf\xe9 \xff\xfe"), "caf\\xe9 \\xff\\xfe");
+        assert_eq!(show_name(b"back\\slash"), "back\\\\slash");
+        assert_eq!(show_name("\u{202e}txt.exe \u{9b}".as_bytes()), "\\u{202e}txt.exe \\u{9b}");
+        assert_eq!(show_name("ünïcödé".as_bytes()), "ünïcödé");
+        let exact = "e".repeat(121);
+        assert_eq!(show_name(exact.as_bytes()), exact);
+        let long = format!("{}{}", "x".repeat(100), "y".repeat(100));
+        assert_eq!(show_name(long.as_bytes()), format!("{}…{}", "x".repeat(80), "y".repeat(40)));
+        // An escape is one shown character: never cut in half.
+        let escapes = "\n".repeat(200);
+        assert_eq!(show_name(escapes.as_bytes()), format!("{}…{}", "\\n".repeat(80), "\\n".repeat(40)));
+    }
+
+    #[test]
+    fn messages_show_names_escaped() {
+        let evil = "l\x1b]0;pwned\x07\nfake line";
+        let members = |_: &Path| vec![symlink_to(evil, "/"), file(&format!("{evil}/x"), b"x")];
+        let err = refused(members, &UntarOptions::default(), "is a symlink");
+        let text = format!("{:#}", anyhow::Error::from(err));
+        assert!(!text.chars().any(|c| c.is_control()), "{text:?}");
+        assert!(text.contains("`l\\x1b]0;pwned\\x07\\nfake line/x`"), "{text}");
+
+        let long = format!("dir/{}", "n".repeat(3000));
+        let tmp = tempfile::tempdir().unwrap();
+        let archive = build_named(&[(&long, b"1"), (&long, b"2")]);
+        let err = check(&archive[..], &UntarOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("duplicate") && err.to_string().len() < 400, "{err}");
+        let err = unpack(&archive[..], &fresh_dest(tmp.path(), "d"), &UntarOptions::default()).unwrap_err();
+        assert!(err.to_string().len() < 400, "{err}");
+    }
+
+    /// The kind of an error with what it names, for comparing `check` and `unpack`.
+    fn verdict(err: &UntarError) -> (std::mem::Discriminant<UntarError>, String) {
+        (std::mem::discriminant(err), err.to_string())
+    }
+
+    #[test]
+    fn check_and_unpack_agree() {
+        type Members = Vec<(Header, Vec<u8>)>;
+        let forged: Vec<(&str, Members)> = vec![
+            ("dot-dot", vec![file("../x", b"x")]),
+            ("absolute", vec![file("/tmp/abs", b"x")]),
+            ("through a symlink", vec![dir("d/"), symlink_to("d/l", "/etc"), file("d/l/passwd", b"x")]),
+            ("through a linked symlink", vec![symlink_to("s", "/"), hard_link_to("h", "s"), dir("h/etc/")]),
+            ("hard link to a later entry", vec![hard_link_to("h", "f"), file("f", b"f")]),
+            ("hard link to a directory", vec![dir("d/"), hard_link_to("h", "d")]),
+            (
+                "hard link through a symlink",
+                vec![dir("d/"), file("d/f", b"f"), symlink_to("l", "d"), hard_link_to("h", "l/f")],
+            ),
+            ("device", vec![raw(b"dev/null", EntryType::Char, b"", b"")]),
+            ("duplicate", vec![file("f", b"1"), symlink_to("f", "/")]),
+            ("unsupported", vec![raw(b"v", EntryType::new(b'V'), b"", b"")]),
+        ];
+        let tmp = tempfile::tempdir().unwrap();
+        for (i, (what, members)) in forged.into_iter().enumerate() {
+            let archive = build(&members);
+            let by_unpack = unpack(&archive[..], &fresh_dest(tmp.path(), &format!("f{i}")), &UntarOptions::default())
+                .expect_err(what);
+            let by_check = check(&archive[..], &UntarOptions::default()).expect_err(what);
+            assert!(by_unpack.is_bad_archive(), "{what}: {by_unpack}");
+            assert_eq!(verdict(&by_unpack), verdict(&by_check), "{what}");
+        }
+        let by_unpack =
+            unpack(huge_long_name(), &fresh_dest(tmp.path(), "huge"), &UntarOptions::default()).unwrap_err();
+        let by_check = check(huge_long_name(), &UntarOptions::default()).unwrap_err();
+        assert_eq!(verdict(&by_unpack), verdict(&by_check));
+        let (archive, end) = small_archive();
+        let by_unpack =
+            unpack(&archive[..end - 100], &fresh_dest(tmp.path(), "cut"), &UntarOptions::default()).unwrap_err();
+        let by_check = check(&archive[..end - 100], &UntarOptions::default()).unwrap_err();
+        assert_eq!(verdict(&by_unpack), verdict(&by_check));
+
+        // A real tree with absolute and climbing symlinks, hard links, long and odd names.
+        let src = fresh_dest(tmp.path(), "src");
+        let has_dev = build_tree(&src, false);
+        if has_dev {
+            fs::remove_file(src.join("special/null")).unwrap();
+        }
+        let mut archive = Vec::new();
+        write_tar(&src, &TarOptions::default(), &mut archive).unwrap();
+        let mut counted = Counted { inner: &archive[..], n: 0 };
+        let checked = check(&mut counted, &UntarOptions::default()).unwrap();
+        assert_eq!(counted.n, archive.len() as u64);
+        let unpacked = unpack(&archive[..], &fresh_dest(tmp.path(), "tree"), &UntarOptions::default()).unwrap();
+        assert_eq!(checked, unpacked);
     }
 }
