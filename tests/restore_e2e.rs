@@ -524,3 +524,226 @@ async fn views_triggers_routines_and_events_restore_with_the_defaults() {
     assert_eq!(leftovers(e.container(), db).trim(), "");
     fx.drop_dbs();
 }
+
+/// The live state of a fixture: each database's tables (CHECKSUM TABLE) and its views,
+/// triggers, routines and events, and a copy of the data directory.
+struct Live {
+    sums: Vec<Vec<(String, String)>>,
+    objects: Vec<String>,
+    tree: PathBuf,
+}
+
+impl Fixture {
+    /// Adds a view and a trigger to the second database and takes a new backup (the newest set),
+    /// then changes rows, objects and files: the state a failed restore must leave as it is.
+    fn with_objects_then_changed(&self) -> Live {
+        let e = env();
+        let db = &self.dbs[1];
+        e.sql(&format!(
+            "CREATE TABLE `{db}`.`audit` (n INT NOT NULL); CREATE VIEW `{db}`.`v_audit` AS SELECT n FROM `{db}`.`audit`; \
+             CREATE TRIGGER `{db}`.`tr_audit` BEFORE INSERT ON `{db}`.`audit` FOR EACH ROW SET NEW.n = NEW.n + 1"
+        ));
+        // A second set, one second later than the first (stamps have seconds).
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert_exit(&self.run(&["backup"]), 0);
+        e.sql(&format!(
+            "DELETE FROM `{db}`.`audit`; INSERT INTO `{db}`.`audit` VALUES (7); DROP TRIGGER `{db}`.`tr_audit`; \
+             CREATE OR REPLACE VIEW `{db}`.`v_audit` AS SELECT 1 AS one; CREATE TABLE `{}`.`added_later` (id INT)",
+            self.dbs[0]
+        ));
+        std::fs::write(self.data.join("conf/ccnet.conf"), "changed after the backup\n").unwrap();
+        std::fs::write(self.data.join("added-later.txt"), "new\n").unwrap();
+        self.live("changed")
+    }
+
+    fn live(&self, name: &str) -> Live {
+        let tree = self.work.path().join(name);
+        cp_a(&self.data, &tree);
+        Live {
+            sums: self.dbs.iter().map(|d| env().checksums(d)).collect(),
+            objects: self.dbs.iter().map(|d| env().schema_objects(d)).collect(),
+            tree,
+        }
+    }
+
+    /// The databases and the directory are exactly `before`, and nothing of the restore is left.
+    fn assert_live(&self, before: &Live, what: &str) {
+        for (i, d) in self.dbs.iter().enumerate() {
+            assert_eq!(env().checksums(d), before.sums[i], "{what}: tables of {d} changed");
+            assert_eq!(env().schema_objects(d), before.objects[i], "{what}: objects of {d} changed");
+            assert_eq!(leftovers(env().container(), d).trim(), "", "{what}: databases of the restore left");
+        }
+        seatable_backup::source::tar::compare_trees(&before.tree, &self.data, &[])
+            .unwrap_or_else(|d| panic!("{what}: the data directory changed: {d}"));
+        let beside: Vec<String> = std::fs::read_dir(self.work.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".seatable.restore-") || n.starts_with("seatable.before-restore-"))
+            .collect();
+        assert!(beside.is_empty(), "{what}: left beside the data directory: {beside:?}");
+    }
+}
+
+/// Every step of the swap fails in turn (a failpoint; the suite builds with the `failpoints`
+/// feature): each time, every step already taken is undone and the live state is the previous.
+#[tokio::test]
+async fn a_failure_at_any_step_of_the_swap_undoes_every_step_taken() {
+    let fx = Fixture::new("rfp");
+    let before = fx.with_objects_then_changed();
+    for point in [
+        "stage.done",
+        "swap.start",
+        "swap.db.created",
+        "swap.db.objects_dropped",
+        "swap.db.renamed",
+        "swap.db.objects_created",
+        "swap.data.moved_aside",
+        "swap.data.renamed_in",
+        "swap.data.carried",
+        "swap.end",
+    ] {
+        let out = Run::garage(&["restore"], &fx.prefix)
+            .env("SEATABLE_BACKUP_DATA_DIR", &fx.data)
+            .env("SEATABLE_BACKUP_DATABASES", fx.dbs.join(","))
+            .env("SEATABLE_BACKUP_FAILPOINTS", format!("{point}=error"))
+            .output();
+        assert_exit(&out, 3);
+        let err = stderr(&out);
+        assert!(err.contains(&format!("failpoint `{point}`")), "{point}: {err}");
+        if point.starts_with("swap.") {
+            assert!(err.contains("every step was undone"), "{point}: {err}");
+        }
+        fx.assert_live(&before, point);
+    }
+    // Without a failpoint the same restore goes through, objects and all.
+    let out = fx.run(&["restore"]);
+    assert_exit(&out, 0);
+    let db = &fx.dbs[1];
+    env().sql(&format!("INSERT INTO `{db}`.`audit` VALUES (1)"));
+    assert_eq!(env().sql(&format!("SELECT n FROM `{db}`.`v_audit`")).trim(), "2", "the trigger and the view are back");
+    fx.drop_dbs();
+}
+
+/// SIGTERM while staging and while swapping: the restore stops within seconds, exits 130 and
+/// leaves the live state as it was.
+#[tokio::test]
+async fn sigterm_in_any_phase_leaves_the_live_state_as_it_was() {
+    let fx = Fixture::new("rsig");
+    let before = fx.with_objects_then_changed();
+    for point in ["stage.done", "swap.db.renamed", "swap.data.renamed_in"] {
+        let mut child = Run::garage(&["restore"], &fx.prefix)
+            .env("SEATABLE_BACKUP_DATA_DIR", &fx.data)
+            .env("SEATABLE_BACKUP_DATABASES", fx.dbs.join(","))
+            .env("SEATABLE_BACKUP_FAILPOINTS", format!("{point}=sleep(4000)"))
+            .spawn();
+        // Wait until the failpoint is reached (it says so on stderr), then send SIGTERM.
+        let mut err = child.stderr.take().unwrap();
+        let reached = std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = std::io::Read::read(&mut err, &mut buf).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                text.extend_from_slice(&buf[..n]);
+                if String::from_utf8_lossy(&text).contains("failpoint reached") {
+                    break;
+                }
+            }
+            (text, err)
+        });
+        let (mut text, mut err) = reached.join().unwrap();
+        assert!(
+            String::from_utf8_lossy(&text).contains("failpoint reached"),
+            "{point}: {}",
+            String::from_utf8_lossy(&text)
+        );
+        let sent = std::time::Instant::now();
+        // SAFETY: plain kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+        std::io::Read::read_to_end(&mut err, &mut text).unwrap();
+        let status = child.wait().unwrap();
+        assert!(sent.elapsed() < std::time::Duration::from_secs(30), "{point}: took {:?}", sent.elapsed());
+        assert_eq!(status.code(), Some(130), "{point}: {}", String::from_utf8_lossy(&text));
+        assert!(String::from_utf8_lossy(&text).contains("interrupted"), "{point}: {}", String::from_utf8_lossy(&text));
+        fx.assert_live(&before, point);
+    }
+    fx.drop_dbs();
+}
+
+/// A data directory that is a mount point of its own cannot be renamed: it is restored entry
+/// by entry inside it, with the same guarantees (here a bind mount, which refuses rename with
+/// EBUSY like a disk of its own).
+#[tokio::test]
+async fn a_data_directory_that_is_a_mount_point_is_restored_in_place() {
+    let fx = Fixture::new("rmnt");
+    let before = fx.with_objects_then_changed();
+    let mount = |args: &[&std::ffi::OsStr]| {
+        let st = Command::new("mount").args(args).status().unwrap();
+        assert!(st.success(), "mount {args:?}");
+    };
+    mount(&["--bind".as_ref(), fx.data.as_os_str(), fx.data.as_os_str()]);
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(fx.data.clone());
+    // A failure in the middle of the entry swap is undone too.
+    let out = Run::garage(&["restore", "--only", "data"], &fx.prefix)
+        .env("SEATABLE_BACKUP_DATA_DIR", &fx.data)
+        .env("SEATABLE_BACKUP_FAILPOINTS", "swap.data.renamed_in=error")
+        .output();
+    assert_exit(&out, 3);
+    seatable_backup::source::tar::compare_trees(&before.tree, &fx.data, &[])
+        .unwrap_or_else(|d| panic!("the data directory changed: {d}"));
+    let out = fx.run(&["restore", "--only", "data"]);
+    assert_exit(&out, 0);
+    let restored = fx.work.path().join("restored");
+    cp_a(&fx.data, &restored);
+    // The restored tree is the backup's (its second set), the logs stay, the previous content
+    // is kept inside (the only place on that disk), where a backup leaves it out.
+    let kept: Vec<String> = std::fs::read_dir(&fx.data)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".seatable-backup-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].starts_with(".seatable-backup-before-restore-"), "{kept:?}");
+    assert!(fx.data.join(&kept[0]).join("added-later.txt").exists());
+    assert!(!fx.data.join("added-later.txt").exists());
+    assert_eq!(std::fs::read_to_string(fx.data.join("logs/seahub.log")).unwrap(), "log lines are not backed up\n");
+    seatable_backup::source::tar::compare_trees(&fx.pristine, &fx.data, &["logs", &kept[0]])
+        .unwrap_or_else(|d| panic!("restored tree differs: {d}"));
+    fx.drop_dbs();
+}
+
+/// A restore killed outright (SIGKILL: no cleanup runs) leaves its staging databases and
+/// directory; the next restore says so, removes them and goes through.
+#[tokio::test]
+async fn leftovers_of_a_killed_restore_are_found_and_removed() {
+    let fx = Fixture::new("rkill");
+    let out = Run::garage(&["restore"], &fx.prefix)
+        .env("SEATABLE_BACKUP_DATA_DIR", &fx.data)
+        .env("SEATABLE_BACKUP_DATABASES", fx.dbs.join(","))
+        .env("SEATABLE_BACKUP_FAILPOINTS", "stage.done=kill")
+        .output();
+    assert_eq!(out.status.code(), None, "killed by a signal: {}", stderr(&out));
+    assert!(
+        !leftovers(env().container(), &fx.dbs[0]).trim().is_empty(),
+        "the killed restore left its staging database"
+    );
+    let out = fx.run(&["restore"]);
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    assert!(err.contains("left by an interrupted restore"), "{err}");
+    fx.assert_nothing_staged();
+    for (db, sums) in fx.dbs.iter().zip(&fx.sums) {
+        assert_eq!(&env().checksums(db), sums);
+    }
+    fx.drop_dbs();
+}

@@ -297,6 +297,7 @@ async fn stage_all(
     if let Some((item, t)) = &p.dir {
         unpacked = Some(stage::stage_data(store, item, t, opts.untar.clone(), policy, cleanup).await?);
     }
+    crate::failpoint::hit("stage.done")?;
     Ok((dbs, unpacked))
 }
 
