@@ -140,8 +140,8 @@ impl Staged {
 struct Item {
     key: String,
     algorithm: Algorithm,
-    /// SHA-256 from the manifest; empty for a set restored without one (only the size is checked).
-    sha256: String,
+    /// What the manifest says of it; only its size for a set restored without one.
+    expected: Expected,
     size: u64,
 }
 
@@ -206,7 +206,7 @@ fn items_of(set: &ChosenSet, prefix: &str) -> anyhow::Result<Items> {
                 let item = Item {
                     key: o.key.clone(),
                     algorithm: algorithm_of(&o.key, Some(&o.compression))?,
-                    sha256: o.sha256.clone(),
+                    expected: Expected::of(o)?,
                     size: o.stored_size,
                 };
                 match o.kind {
@@ -234,7 +234,7 @@ fn items_of(set: &ChosenSet, prefix: &str) -> anyhow::Result<Items> {
                     Ok(Item {
                         key: o.key.clone(),
                         algorithm: algorithm_of(&o.key, None)?,
-                        sha256: String::new(),
+                        expected: Expected::size_only(o.size),
                         size: o.size,
                     })
                 };
@@ -366,8 +366,7 @@ fn open_item(
     item: &Item,
     policy: DownloadPolicy,
 ) -> (std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>, Arc<FetchState>) {
-    let expected = Expected { size: item.size, sha256: item.sha256.clone() };
-    let (chunks, state) = fetch_verified(store.clone(), &item.key, expected, policy);
+    let (chunks, state) = fetch_verified(store.clone(), &item.key, item.expected.clone(), policy);
     let reader = StreamReader::new(chunks);
     (decompress(tokio::io::BufReader::with_capacity(256 * 1024, reader), item.algorithm), state)
 }
