@@ -498,3 +498,247 @@ async fn spool(
     let verifier = Verifier::new(inner, key, Expected::size_only(size), state.clone(), 256 * 1024);
     Ok((Box::pin(verifier), state))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::local::LocalStore;
+    use proptest::prelude::*;
+
+    const KEY: &str = "p/daily/h/2026-12-01T010000Z/db/x.sql.zst";
+
+    fn data(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn expected(bytes: &[u8], cs: u64) -> Expected {
+        Expected {
+            size: bytes.len() as u64,
+            sha256: Some(Sha256::digest(bytes).into()),
+            chunks: Some(ChunkHashes {
+                size: cs,
+                sha256: bytes.chunks(cs as usize).map(|c| Sha256::digest(c).into()).collect(),
+            }),
+        }
+    }
+
+    /// What a consumer receives: the bytes, then the error that ended the stream, if any.
+    async fn consume(mut s: Chunks) -> (Vec<u8>, Option<String>) {
+        let mut got = Vec::new();
+        while let Some(piece) = s.next().await {
+            match piece {
+                Ok(b) => got.extend_from_slice(&b),
+                Err(e) => return (got, Some(e.to_string())),
+            }
+        }
+        (got, None)
+    }
+
+    fn run<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+    }
+
+    /// `bytes` split at `cuts` (positions, any order), as a store's pieces.
+    fn pieces(bytes: &[u8], cuts: &[usize]) -> impl Stream<Item = Result<Bytes, StoreError>> + Send + 'static {
+        let mut at: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        at.push(0);
+        at.push(bytes.len());
+        at.sort_unstable();
+        let all = Bytes::copy_from_slice(bytes);
+        let v: Vec<_> = at.windows(2).map(|w| Ok(all.slice(w[0]..w[1]))).collect();
+        futures::stream::iter(v)
+    }
+
+    fn verify_pieces(stored: &[u8], cuts: &[usize], want: Expected) -> (Vec<u8>, Option<String>, Arc<FetchState>) {
+        let state = Arc::new(FetchState::default());
+        let v = Verifier::new(pieces(stored, cuts), KEY, want, state.clone(), 4096);
+        let (got, err) = run(consume(Box::pin(v)));
+        (got, err, state)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn good_objects_pass_whole(len in 0usize..20_000, cs in 1u64..3000, cuts in proptest::collection::vec(any::<usize>(), 0..12)) {
+            let bytes = data(len, len as u64 + cs);
+            let (got, err, state) = verify_pieces(&bytes, &cuts, expected(&bytes, cs));
+            prop_assert_eq!(err, None);
+            prop_assert!(got == bytes);
+            prop_assert!(state.verified(KEY).is_ok());
+            prop_assert_eq!(state.bytes(), len as u64);
+        }
+
+        #[test]
+        fn a_bad_chunk_is_never_handed_on(len in 1usize..20_000, cs in 1u64..3000, at in any::<usize>(),
+                                         cuts in proptest::collection::vec(any::<usize>(), 0..12)) {
+            let bytes = data(len, len as u64 ^ cs);
+            let want = expected(&bytes, cs);
+            let mut bad = bytes.clone();
+            let at = at % len;
+            bad[at] ^= 0x20;
+            let k = at as u64 / cs;
+            let (got, err, state) = verify_pieces(&bad, &cuts, want);
+            // Exactly the chunks before the bad one, then an error naming it.
+            prop_assert!(got == bytes[..(k * cs) as usize]);
+            let err = err.expect("an error");
+            let chunk_k = format!("chunk {k} (bytes {}..", k * cs);
+            prop_assert!(err.contains(&chunk_k), "{}", err);
+            prop_assert!(err.contains(KEY));
+            let failure = state.failure().expect("a verdict");
+            prop_assert_eq!(crate::error::class_of(&failure), Class::Integrity);
+            prop_assert!(state.verified(KEY).is_err());
+        }
+    }
+
+    #[test]
+    fn the_last_chunk_waits_for_the_whole_hash() {
+        let bytes = data(10_000, 7);
+        // Every chunk hash matches, the whole-object hash does not (a forged manifest).
+        let mut want = expected(&bytes, 3000);
+        want.sha256 = Some([0u8; 32]);
+        let (got, err, _) = verify_pieces(&bytes, &[], want);
+        assert_eq!(got, bytes[..9000]);
+        assert!(err.unwrap().contains("does not match the manifest: SHA-256"));
+        // A short object: the last chunk is never complete, nothing of it is handed on.
+        let want = expected(&bytes, 3000);
+        let (got, err, _) = verify_pieces(&bytes[..9500], &[9100], want);
+        assert_eq!(got, bytes[..9000]);
+        assert!(err.unwrap().contains("(9500 bytes)"));
+        // A longer one.
+        let mut longer = bytes.clone();
+        longer.push(0);
+        let (got, err, _) = verify_pieces(&longer, &[], expected(&bytes, 3000));
+        assert!(got.len() <= 9000);
+        assert!(err.unwrap().contains("longer than the manifest"));
+    }
+
+    #[test]
+    fn without_chunk_hashes_the_verdict_replaces_the_end() {
+        let bytes = data(5000, 3);
+        let mut want = expected(&bytes, 1000);
+        want.chunks = None;
+        let mut bad = bytes.clone();
+        bad[4999] ^= 1;
+        let (got, err, state) = verify_pieces(&bad, &[100, 2000], want.clone());
+        assert_eq!(got, bad);
+        assert!(err.unwrap().contains("does not match the manifest"));
+        assert!(state.verified(KEY).is_err());
+        // Only the size, for a set without manifest.
+        let (got, err, state) = verify_pieces(&bad, &[], Expected::size_only(5000));
+        assert_eq!((got, err), (bad.clone(), None));
+        assert!(state.verified(KEY).is_ok());
+        let (_, err, _) = verify_pieces(&bad[..4000], &[], Expected::size_only(5000));
+        assert!(err.is_some());
+    }
+
+    fn local() -> (tempfile::TempDir, Arc<dyn Store>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(LocalStore::new(dir.path().to_path_buf()));
+        (dir, store)
+    }
+
+    fn policy(range: u64) -> DownloadPolicy {
+        DownloadPolicy { chunk_size: range, in_flight: 3, retries: 0 }
+    }
+
+    #[test]
+    fn ranged_downloads_are_checked_per_chunk() {
+        let (_dir, store) = local();
+        let bytes = data(300_000, 11);
+        let want = expected(&bytes, 65_536);
+        let mut bad = bytes.clone();
+        bad[150_000] ^= 0xff; // chunk 2
+        run(async {
+            store.put_object(KEY, Bytes::from(bytes.clone())).await.unwrap();
+            // Ranges of other sizes than the chunks.
+            for range in [10_000, 65_536, 100_000, 1 << 20] {
+                let (s, state) = fetch_verified(store.clone(), KEY, want.clone(), policy(range));
+                assert_eq!(consume(s).await, (bytes.clone(), None));
+                assert!(state.verified(KEY).is_ok());
+            }
+            store.put_object(KEY, Bytes::from(bad)).await.unwrap();
+            for range in [10_000, 1 << 20] {
+                let (s, state) = fetch_verified(store.clone(), KEY, want.clone(), policy(range));
+                let (got, err) = consume(s).await;
+                assert_eq!(got, bytes[..131_072]);
+                assert!(err.unwrap().contains("chunk 2 (bytes 131072..196608)"));
+                assert!(state.failure().unwrap().to_string().contains("chunk 2"));
+            }
+        });
+    }
+
+    #[test]
+    fn legacy_objects_are_spooled_and_checked_before_use() {
+        let (_dir, store) = local();
+        let bytes = data(200_000, 5);
+        let mut want = expected(&bytes, 65_536);
+        want.chunks = None;
+        run(async {
+            store.put_object(KEY, Bytes::from(bytes.clone())).await.unwrap();
+            let (s, state) =
+                open_verified(store.clone(), KEY, want.clone(), policy(50_000), Legacy::Spool).await.unwrap();
+            assert_eq!(consume(s).await, (bytes.clone(), None));
+            assert!(state.verified(KEY).is_ok());
+            assert_eq!(state.bytes(), 200_000);
+
+            let mut bad = bytes.clone();
+            bad[10] ^= 1;
+            store.put_object(KEY, Bytes::from(bad)).await.unwrap();
+            // Nothing is handed on: the error comes before any stream exists.
+            let e = open_verified(store.clone(), KEY, want.clone(), policy(50_000), Legacy::Spool).await.err().unwrap();
+            assert_eq!(crate::error::class_of(&e), Class::Integrity);
+            assert!(e.to_string().contains(KEY), "{e}");
+            // A missing object, the same.
+            store.delete(KEY).await.unwrap();
+            let e = open_verified(store.clone(), KEY, want.clone(), policy(50_000), Legacy::Spool).await.err().unwrap();
+            assert!(e.to_string().contains("missing"), "{e}");
+            // Streaming stays what it was: the bytes pass, the verdict comes at the end.
+            store.put_object(KEY, Bytes::from(bytes.clone())).await.unwrap();
+            let (s, _) = open_verified(store.clone(), KEY, want, policy(50_000), Legacy::Stream).await.unwrap();
+            assert_eq!(consume(s).await, (bytes.clone(), None));
+        });
+    }
+
+    #[test]
+    fn expected_comes_from_the_manifest_entry() {
+        let bytes = data(9 * 1024 * 1024, 1);
+        let e = expected(&bytes, crate::catalog::CHUNK_SIZE);
+        let entry = ObjectEntry {
+            component: "db/x".into(),
+            key: KEY.into(),
+            kind: crate::catalog::Kind::MysqlDump,
+            compression: "zstd".into(),
+            compression_level: 3,
+            stored_size: bytes.len() as u64,
+            raw_size: 0,
+            sha256: hex::encode(e.sha256.unwrap()),
+            chunk_size: crate::catalog::CHUNK_SIZE,
+            chunk_sha256: e.chunks.as_ref().unwrap().sha256.iter().map(hex::encode).collect(),
+            parts: 1,
+            database: Some("x".into()),
+            excluded_tables: vec![],
+            only_tables: vec![],
+            tar: None,
+            mirror: None,
+        };
+        assert_eq!(Expected::of(&entry).unwrap(), e);
+        let legacy = ObjectEntry { chunk_size: 0, chunk_sha256: vec![], ..entry.clone() };
+        assert_eq!(Expected::of(&legacy).unwrap().chunks, None);
+        // Malformed hashes never mean "no check".
+        assert!(Expected::of(&ObjectEntry { sha256: String::new(), ..entry.clone() }).is_err());
+        let mut short = entry.clone();
+        short.chunk_sha256.pop();
+        assert!(Expected::of(&short).is_err());
+        assert!(Expected::of(&ObjectEntry { chunk_size: 1, ..entry.clone() }).is_err());
+        assert!(Expected::of(&ObjectEntry { chunk_sha256: vec![], ..entry }).is_err());
+    }
+}

@@ -442,6 +442,76 @@ mod tests {
         UploadPolicy { part_size: part, fixed, max_parts, parts_in_flight: 4, part_retries: 0 }
     }
 
+    use proptest::prelude::*;
+
+    fn data(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn at_once(bytes: &[u8], cs: usize) -> ([u8; 32], Vec<[u8; 32]>) {
+        (Sha256::digest(bytes).into(), bytes.chunks(cs).map(|c| Sha256::digest(c).into()).collect())
+    }
+
+    proptest! {
+        #[test]
+        fn chunk_hashes_do_not_depend_on_the_pieces(len in 0usize..20_000, cs in 1u64..4000,
+                                                   cuts in proptest::collection::vec(any::<usize>(), 0..12)) {
+            let bytes = data(len, len as u64);
+            let mut at: Vec<usize> = cuts.iter().map(|c| c % (len + 1)).collect();
+            at.extend([0, len]);
+            at.sort_unstable();
+            let mut h = ChunkHasher::new(cs);
+            for w in at.windows(2) {
+                h.update(&bytes[w[0]..w[1]]);
+            }
+            prop_assert_eq!(h.finish(), at_once(&bytes, cs as usize));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(6))]
+
+        /// A staged object's hashes are those of the stored bytes, whatever the part sizes, for a
+        /// single PutObject and a multipart upload alike.
+        #[test]
+        fn staged_objects_carry_their_chunk_hashes(len in 0usize..(11 * MIB as usize), part_kib in 64u64..5000) {
+            let bytes = data(len, len as u64 ^ part_kib);
+            let dir = tempfile::tempdir().unwrap();
+            let store: Arc<dyn Store> = Arc::new(crate::store::local::LocalStore::new(dir.path().to_path_buf()));
+            let p = UploadPolicy { part_size: part_kib * 1024, ..policy(0, 10_000, false) };
+            let key = "p/daily/h/2026-12-01T010000Z/db/x.sql.zst";
+            let zstd = crate::config::CompressionConfig {
+                algorithm: crate::config::Algorithm::Zstd,
+                level: 3,
+                threads: 1,
+                dump_threads: 1,
+            };
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let (staged_hashes, entry, stored) = rt.block_on(async {
+                let staged = stage(&store, key, std::io::Cursor::new(bytes.clone()), &p).await.unwrap();
+                let hashes = (staged.sha256, staged.chunk_sha256.clone());
+                let entry = staged.entry("db/x", crate::catalog::Kind::MysqlDump, &zstd, 0);
+                staged.commit().await.unwrap();
+                (hashes, entry, store.get_object(key).await.unwrap())
+            });
+            prop_assert!(stored[..] == bytes[..]);
+            let want = at_once(&stored, CHUNK_SIZE as usize);
+            prop_assert_eq!(&staged_hashes, &want);
+            prop_assert_eq!(entry.chunk_size, CHUNK_SIZE);
+            prop_assert_eq!(entry.chunk_sha256.len() as u64, (len as u64).div_ceil(CHUNK_SIZE));
+            prop_assert_eq!(entry.sha256, hex::encode(want.0));
+            prop_assert_eq!(entry.chunk_sha256, want.1.iter().map(hex::encode).collect::<Vec<_>>());
+        }
+    }
+
     #[test]
     fn part_size_grows_by_tiers() {
         let p = policy(5 * MIB, 10_000, false);
