@@ -2,11 +2,18 @@
 //!
 //! ```text
 //! <prefix>/<class>/<host>/<stamp>/db/<database>.sql.<ext>
+//! <prefix>/<class>/<host>/<stamp>/db/<database>.log-tables.sql.<ext>
 //! <prefix>/<class>/<host>/<stamp>/data/seatable.tar.<ext>
+//! <prefix>/<class>/<host>/<stamp>/config/seatable-compose.tar.<ext>
+//! <prefix>/<class>/<host>/<stamp>/objects/<bucket>.index.jsonl.zst   (mirrored buckets)
 //! <prefix>/<class>/<host>/<stamp>/manifest.json        (written last: the commit)
 //! ```
 //! The class comes first so that one lifecycle rule per class expires the sets of every host.
 //! A set without `manifest.json` is incomplete.
+//!
+//! A manifest is input like any other: [`check_manifest`] refuses one that names objects
+//! outside their place, databases that are not plain identifiers, or malformed hashes, before
+//! restore or verify act on it.
 
 use std::collections::BTreeMap;
 use std::fmt;
