@@ -234,7 +234,7 @@ where
 {
     fn new(inner: S, key: &str, expected: Expected, state: Arc<FetchState>, pass: u64) -> Self {
         let hold = match &expected.chunks {
-            Some(c) => 2 * c.size,
+            Some(c) => (2 * c.size).max(1),
             None => pass.max(1),
         };
         Verifier {
@@ -274,6 +274,9 @@ where
             self.push_ready(b);
             return Ok(());
         };
+        if cs == 0 {
+            return Err(format!("object `{}`: chunk hashes with a chunk size of 0", self.key));
+        }
         while !b.is_empty() {
             let chunk_len = cs.min(size - self.index * cs);
             let n = ((chunk_len - self.gathered) as usize).min(b.len());
@@ -619,6 +622,15 @@ mod tests {
         let (got, err, _) = verify_pieces(&longer, &[], expected(&bytes, 3000));
         assert!(got.len() <= 9000);
         assert!(err.unwrap().contains("longer than the manifest"));
+    }
+
+    #[test]
+    fn a_zero_chunk_size_is_an_error_not_a_hang() {
+        let bytes = data(100, 1);
+        let mut want = expected(&bytes, 10);
+        want.chunks.as_mut().unwrap().size = 0;
+        let (got, err, _) = verify_pieces(&bytes, &[], want);
+        assert!(got.is_empty() && err.unwrap().contains("chunk size of 0"));
     }
 
     #[test]
