@@ -284,6 +284,7 @@ pub async fn run(
         skipped,
         warnings,
         seatable: Some(seatable_info),
+        requires: vec![],
     };
     let key = id.key(prefix, catalog::MANIFEST);
     store.put_object(&key, manifest.to_json().into()).await.context("writing the manifest")?;

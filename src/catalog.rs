@@ -2,11 +2,18 @@
 //!
 //! ```text
 //! <prefix>/<class>/<host>/<stamp>/db/<database>.sql.<ext>
+//! <prefix>/<class>/<host>/<stamp>/db/<database>.log-tables.sql.<ext>
 //! <prefix>/<class>/<host>/<stamp>/data/seatable.tar.<ext>
+//! <prefix>/<class>/<host>/<stamp>/config/seatable-compose.tar.<ext>
+//! <prefix>/<class>/<host>/<stamp>/objects/<bucket>.index.jsonl.zst   (mirrored buckets)
 //! <prefix>/<class>/<host>/<stamp>/manifest.json        (written last: the commit)
 //! ```
 //! The class comes first so that one lifecycle rule per class expires the sets of every host.
 //! A set without `manifest.json` is incomplete.
+//!
+//! A manifest is input like any other: [`check_manifest`] refuses one that names objects
+//! outside their place, databases that are not plain identifiers, or malformed hashes, before
+//! restore or verify act on it.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,10 +26,22 @@ use crate::store::{ObjectInfo, Store, StoreError};
 
 pub const MANIFEST: &str = "manifest.json";
 /// Written by this version. 2 added `seatable` (detected install, versions, storage backends)
-/// and the `config` component; schema 1 manifests are still read.
-pub const SCHEMA_VERSION: u32 = 2;
+/// and the `config` component; 3 added per-chunk hashes (`chunk_size`, `chunk_sha256`) and
+/// `requires`. Schema 1 and 2 manifests are still read (their objects have no chunk hashes).
+pub const SCHEMA_VERSION: u32 = 3;
 const SCHEMAS_READ: std::ops::RangeInclusive<u32> = 1..=SCHEMA_VERSION;
 const STAMP_FORMAT: &str = "%Y-%m-%dT%H%M%SZ";
+
+/// Bytes per chunk hash written by `backup`: a restore holds one chunk (plus the ranged GETs in
+/// flight) before it hands any of it on, so this bounds memory and the delay before the first
+/// byte, while keeping the manifest small (a 10 GiB dump has 2,560 hashes).
+pub const CHUNK_SIZE: u64 = 4 * 1024 * 1024;
+/// The chunk sizes a reader accepts from a manifest (a forged huge chunk size would make the
+/// reader buffer that much before checking it).
+pub const MIN_CHUNK_SIZE: u64 = 64 * 1024;
+pub const MAX_CHUNK_SIZE: u64 = 64 * 1024 * 1024;
+/// The features of [`Manifest::requires`] this version knows. Empty today.
+pub const KNOWN_FEATURES: &[&str] = &[];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -168,6 +187,12 @@ pub struct Manifest {
     /// The SeaTable install the set was taken from (schema 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seatable: Option<SeatableInfo>,
+    /// Features a reader must know to use this set (schema 3); a reader refuses a manifest that
+    /// names one it does not know (see [`KNOWN_FEATURES`]). Empty today: encrypted sets
+    /// (`age`) and differential sets (`differential`) will be marked here, without another
+    /// schema bump, so that older readers refuse them instead of misreading them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requires: Vec<String>,
 }
 
 /// What the backup knew of the SeaTable install. Never holds a secret.
@@ -255,6 +280,13 @@ pub struct ObjectEntry {
     pub raw_size: u64,
     /// SHA-256 of the stored bytes, hex.
     pub sha256: String,
+    /// Bytes per entry of `chunk_sha256` (schema 3); 0: the object has no chunk hashes.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub chunk_size: u64,
+    /// Hex SHA-256 of each consecutive `chunk_size` range of the stored bytes, the last one
+    /// shorter: a reader checks each chunk before it hands any byte of it on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunk_sha256: Vec<String>,
     pub parts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
@@ -268,6 +300,10 @@ pub struct ObjectEntry {
     pub tar: Option<TarSummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<MirrorSummary>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A bucket of SeaTable's, mirrored into the set.
@@ -334,7 +370,14 @@ impl Manifest {
                 SCHEMAS_READ.end()
             ));
         }
-        serde_json::from_slice(bytes).map_err(|e| format!("malformed manifest: {e}"))
+        let m: Manifest = serde_json::from_slice(bytes).map_err(|e| format!("malformed manifest: {e}"))?;
+        if let Some(f) = m.requires.iter().find(|f| !KNOWN_FEATURES.contains(&f.as_str())) {
+            return Err(format!(
+                "the set requires feature `{}`, which this version does not know: use a newer seatable-backup",
+                shown(f)
+            ));
+        }
+        Ok(m)
     }
 }
 
@@ -460,19 +503,154 @@ pub fn parse_before(s: &str) -> Option<DateTime<Utc>> {
     parse_stamp(s)
 }
 
+/// A name from a manifest, for a message: control characters escaped, at most 200 characters.
+fn shown(s: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i == 200 {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A database name this tool accepts from a manifest, `.env` or the configuration: a plain
+/// identifier of ASCII letters, digits and `_`, 1 to 64 characters. Such a name can never be
+/// read as a client option (no leading `-`), needs no quoting, and cannot name another schema
+/// (no `.`).
+pub fn valid_db_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Checks one entry's hashes: a whole-object SHA-256 always, chunk hashes when it has them.
+fn check_hashes(id: &SetId, o: &ObjectEntry) -> Result<(), String> {
+    let key = shown(&o.key);
+    if !is_sha256_hex(&o.sha256) {
+        return Err(format!(
+            "manifest of set {id}: object `{key}` has a malformed `sha256` `{}` (64 hex digits expected)",
+            shown(&o.sha256)
+        ));
+    }
+    if o.chunk_size == 0 {
+        if !o.chunk_sha256.is_empty() {
+            return Err(format!("manifest of set {id}: object `{key}` has `chunk_sha256` without a `chunk_size`"));
+        }
+        return Ok(());
+    }
+    if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&o.chunk_size) {
+        return Err(format!(
+            "manifest of set {id}: object `{key}` has `chunk_size` {}, outside {MIN_CHUNK_SIZE}..={MAX_CHUNK_SIZE}",
+            o.chunk_size
+        ));
+    }
+    let want = o.stored_size.div_ceil(o.chunk_size);
+    if o.chunk_sha256.len() as u64 != want {
+        return Err(format!(
+            "manifest of set {id}: object `{key}` has {} entries in `chunk_sha256`, {want} expected for {} bytes in chunks of {}",
+            o.chunk_sha256.len(),
+            o.stored_size,
+            o.chunk_size
+        ));
+    }
+    if let Some((i, h)) = o.chunk_sha256.iter().enumerate().find(|(_, h)| !is_sha256_hex(h)) {
+        return Err(format!(
+            "manifest of set {id}: object `{key}` has a malformed `chunk_sha256[{i}]` `{}` (64 hex digits expected)",
+            shown(h)
+        ));
+    }
+    Ok(())
+}
+
+/// Checks what an entry says it is against where it is stored and how: the directory of its
+/// kind, a known compression, a valid database name for a dump.
+fn check_kind(id: &SetId, dir: &str, o: &ObjectEntry) -> Result<(), String> {
+    let key = shown(&o.key);
+    if o.compression != "zstd" && o.compression != "gzip" {
+        return Err(format!(
+            "manifest of set {id}: object `{key}` has unknown compression `{}`",
+            shown(&o.compression)
+        ));
+    }
+    let rest = &o.key[dir.len()..];
+    let (place, ok) = match o.kind {
+        Kind::MysqlDump => ("db/", rest.starts_with("db/")),
+        Kind::Tar if o.component == "config" => ("config/", rest.starts_with("config/")),
+        Kind::Tar => ("data/", rest.starts_with("data/")),
+        Kind::MirrorIndex => {
+            let expected = o.mirror.as_ref().map(|m| crate::mirror::index_name(&m.bucket));
+            let ok = match &expected {
+                Some(e) => rest == e,
+                None => false,
+            };
+            ("objects/<bucket>.index.jsonl.zst", ok)
+        }
+    };
+    if !ok {
+        return Err(format!(
+            "manifest of set {id}: object `{key}` ({}) is not where backup stores it (`{dir}{place}`)",
+            shown(&o.component)
+        ));
+    }
+    if o.kind == Kind::MysqlDump {
+        match o.database.as_deref() {
+            None => return Err(format!("manifest of set {id}: dump `{key}` does not name its database")),
+            Some(db) if !valid_db_name(db) => {
+                return Err(format!(
+                    "manifest of set {id}: dump `{key}` names database `{}`, which is not a plain identifier (letters, digits, `_`, at most 64)",
+                    shown(db)
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 /// Checks a manifest against the set it was found in and the objects stored there: every
-/// object it names must be inside the set and stored with the size it records.
+/// object it names must be inside the set, where backup stores its kind, stored with the size
+/// it records, named once, with well-formed hashes; a dump must name a valid database, and no
+/// database may have two main dumps.
 pub fn check_manifest(id: &SetId, prefix: &str, manifest: &Manifest, objects: &[ObjectInfo]) -> Result<(), String> {
     if manifest.host != id.host || manifest.stamp != id.stamp {
         return Err(format!(
             "manifest of set {id} says it belongs to host `{}`, stamp `{}`",
-            manifest.host, manifest.stamp
+            shown(&manifest.host),
+            shown(&manifest.stamp)
         ));
     }
     let dir = id.dir(prefix);
+    let mut keys = std::collections::BTreeSet::new();
+    let mut main_dumps = std::collections::BTreeSet::new();
     for o in &manifest.objects {
         if !o.key.starts_with(&dir) || crate::store::check_key(&o.key).is_err() || o.key.ends_with(MANIFEST) {
-            return Err(format!("manifest of set {id} names object `{}`, which is not an object of the set", o.key));
+            return Err(format!(
+                "manifest of set {id} names object `{}`, which is not an object of the set",
+                shown(&o.key)
+            ));
+        }
+        if !keys.insert(o.key.as_str()) {
+            return Err(format!("manifest of set {id} names object `{}` twice", shown(&o.key)));
+        }
+        check_kind(id, &dir, o)?;
+        check_hashes(id, o)?;
+        if o.kind == Kind::MysqlDump && o.only_tables.is_empty() {
+            let db = o.database.as_deref().unwrap_or_default();
+            if !main_dumps.insert(db) {
+                return Err(format!(
+                    "manifest of set {id} holds two dumps of database `{db}` (the second is `{}`)",
+                    shown(&o.key)
+                ));
+            }
         }
         match objects.iter().find(|s| s.key == o.key) {
             None => {
@@ -673,6 +851,201 @@ mod tests {
         assert!(!sets[1].complete);
         assert_eq!(sets[2].host, "b");
         assert_eq!(sets[0].dir, "p/daily/a/2026-11-28T010000Z/");
+    }
+
+    const SHA: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    fn entry(key: &str, kind: Kind, db: Option<&str>, size: u64) -> ObjectEntry {
+        ObjectEntry {
+            component: if key.contains("/config/") { "config".into() } else { "x".into() },
+            key: key.into(),
+            kind,
+            compression: "zstd".into(),
+            compression_level: 3,
+            stored_size: size,
+            raw_size: size,
+            sha256: SHA.into(),
+            chunk_size: CHUNK_SIZE,
+            chunk_sha256: vec![SHA.into(); size.div_ceil(CHUNK_SIZE) as usize],
+            parts: 1,
+            database: db.map(String::from),
+            excluded_tables: vec![],
+            only_tables: vec![],
+            tar: None,
+            mirror: None,
+        }
+    }
+
+    /// A well-formed manifest of set `p/daily/h/2026-12-01T010000Z/` and the listing that fits it.
+    fn forged() -> (SetId, Manifest) {
+        let id = SetId { class: Class::Daily, host: "h".into(), stamp: "2026-12-01T010000Z".into() };
+        let dir = id.dir("p");
+        let t = parse_stamp(&id.stamp).unwrap();
+        let mut index = entry(&format!("{dir}objects/b1.index.jsonl.zst"), Kind::MirrorIndex, None, 10);
+        index.mirror = Some(MirrorSummary { bucket: "b1".into(), ..Default::default() });
+        let mut logs = entry(&format!("{dir}db/dtable_db.log-tables.sql.zst"), Kind::MysqlDump, Some("dtable_db"), 5);
+        logs.only_tables = vec!["operation_log".into()];
+        let m = Manifest {
+            schema: SCHEMA_VERSION,
+            tool: "seatable-backup".into(),
+            tool_version: "test".into(),
+            host: "h".into(),
+            class: Class::Daily,
+            stamp: id.stamp.clone(),
+            started_at: t,
+            finished_at: t,
+            layout: "new".into(),
+            source: SourceInfo::default(),
+            objects: vec![
+                entry(&format!("{dir}db/dtable_db.sql.zst"), Kind::MysqlDump, Some("dtable_db"), 9 * 1024 * 1024),
+                logs,
+                entry(&format!("{dir}db/empty_db.sql.zst"), Kind::MysqlDump, Some("empty_db"), 0),
+                entry(&format!("{dir}data/seatable.tar.zst"), Kind::Tar, None, 100),
+                entry(&format!("{dir}config/seatable-compose.tar.zst"), Kind::Tar, None, 100),
+                index,
+            ],
+            skipped: vec![],
+            warnings: vec![],
+            seatable: None,
+            requires: vec![],
+        };
+        (id, m)
+    }
+
+    fn listing(m: &Manifest) -> Vec<ObjectInfo> {
+        m.objects.iter().map(|o| obj(&o.key, o.stored_size)).collect()
+    }
+
+    /// `check_manifest` of the forged manifest after `change`; its error, if any.
+    fn refusal(change: impl FnOnce(&mut Manifest)) -> Option<String> {
+        let (id, mut m) = forged();
+        let objects = listing(&m);
+        change(&mut m);
+        check_manifest(&id, "p", &m, &objects).err()
+    }
+
+    #[test]
+    fn a_well_formed_manifest_passes() {
+        assert_eq!(refusal(|_| {}), None);
+        // Schema 1 and 2 entries have no chunk hashes.
+        assert_eq!(
+            refusal(|m| m.objects.iter_mut().for_each(|o| {
+                o.chunk_size = 0;
+                o.chunk_sha256.clear();
+            })),
+            None
+        );
+        let (id, m) = forged();
+        assert_eq!(m.objects[0].chunk_sha256.len(), 3);
+        assert_eq!(m.objects[2].chunk_sha256.len(), 0);
+        // It survives a round trip through JSON.
+        let back = Manifest::from_json(&m.to_json()).unwrap();
+        assert_eq!(back, m);
+        assert!(check_manifest(&id, "p", &back, &listing(&m)).is_ok());
+    }
+
+    #[test]
+    fn database_names_must_be_plain_identifiers() {
+        for bad in ["--execute=DROP", "-x", "a.b", "a`b", "a'b", "a b", "", "é", &"x".repeat(65)] {
+            assert!(!valid_db_name(bad), "{bad}");
+        }
+        for good in ["dtable_db", "ccnet_db", "A1", "_", &"x".repeat(64)] {
+            assert!(valid_db_name(good), "{good}");
+        }
+        let e = refusal(|m| m.objects[0].database = Some("--execute=DROP DATABASE x".into())).unwrap();
+        assert!(
+            e.contains("--execute=DROP") && e.contains("not a plain identifier") && e.contains("dtable_db.sql.zst"),
+            "{e}"
+        );
+        let e = refusal(|m| m.objects[0].database = Some("a.b".into())).unwrap();
+        assert!(e.contains("`a.b`") && e.contains("daily/h/2026-12-01T010000Z"), "{e}");
+        let e = refusal(|m| m.objects[0].database = None).unwrap();
+        assert!(e.contains("does not name its database"), "{e}");
+        // Control characters are escaped in the message.
+        let e = refusal(|m| m.objects[0].database = Some("a\x1b[2Jb".into())).unwrap();
+        assert!(!e.contains('\x1b'), "{e}");
+    }
+
+    #[test]
+    fn hashes_must_be_well_formed() {
+        let e = refusal(|m| m.objects[3].sha256 = String::new()).unwrap();
+        assert!(e.contains("malformed `sha256`") && e.contains("data/seatable.tar.zst"), "{e}");
+        assert!(refusal(|m| m.objects[3].sha256 = SHA[..63].into()).is_some());
+        assert!(refusal(|m| m.objects[3].sha256 = format!("{}g", &SHA[..63])).is_some());
+        let e = refusal(|m| {
+            m.objects[0].chunk_sha256.pop();
+        })
+        .unwrap();
+        assert!(e.contains("2 entries in `chunk_sha256`, 3 expected"), "{e}");
+        let e = refusal(|m| m.objects[0].chunk_sha256.push(SHA.into())).unwrap();
+        assert!(e.contains("4 entries"), "{e}");
+        let e = refusal(|m| m.objects[0].chunk_sha256[1] = "00".into()).unwrap();
+        assert!(e.contains("`chunk_sha256[1]`"), "{e}");
+        let e = refusal(|m| m.objects[3].chunk_size = 1024).unwrap();
+        assert!(e.contains("`chunk_size` 1024"), "{e}");
+        assert!(refusal(|m| m.objects[3].chunk_size = 128 * 1024 * 1024).is_some());
+        let e = refusal(|m| m.objects[3].chunk_size = 0).unwrap();
+        assert!(e.contains("without a `chunk_size`"), "{e}");
+        // An empty object has no chunks, and must not claim one.
+        assert!(refusal(|m| m.objects[2].chunk_sha256.push(SHA.into())).is_some());
+    }
+
+    #[test]
+    fn dumps_and_keys_are_unique() {
+        // A second main dump of one database.
+        let e = refusal(|m| {
+            let (id, _) = forged();
+            let mut second = m.objects[0].clone();
+            second.key = id.key("p", "db/other.sql.zst");
+            m.objects.push(second);
+        });
+        // Its object is not in the listing, but the duplicate is found first.
+        let e = e.unwrap();
+        assert!(e.contains("two dumps of database `dtable_db`"), "{e}");
+        let e = refusal(|m| {
+            let again = m.objects[3].clone();
+            m.objects.push(again);
+        })
+        .unwrap();
+        assert!(e.contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn objects_must_be_where_backup_puts_them() {
+        let (id, _) = forged();
+        let dir = id.dir("p");
+        let e = refusal(|m| m.objects[0].key = format!("{dir}../other/db/x.sql.zst")).unwrap();
+        assert!(e.contains("not an object of the set"), "{e}");
+        let e = refusal(|m| m.objects[0].key = "p/daily/h/2026-11-30T010000Z/db/dtable_db.sql.zst".into()).unwrap();
+        assert!(e.contains("not an object of the set"), "{e}");
+        let e = refusal(|m| m.objects[0].key = format!("{dir}data/dtable_db.sql.zst")).unwrap();
+        assert!(e.contains("not where backup stores it") && e.contains("db/"), "{e}");
+        let e = refusal(|m| m.objects[3].key = format!("{dir}db/seatable.tar.zst")).unwrap();
+        assert!(e.contains("data/"), "{e}");
+        let e = refusal(|m| m.objects[4].key = format!("{dir}data/seatable-compose.tar.zst")).unwrap();
+        assert!(e.contains("config/"), "{e}");
+        let e = refusal(|m| m.objects[5].key = format!("{dir}objects/b2.index.jsonl.zst")).unwrap();
+        assert!(e.contains("objects/"), "{e}");
+        assert!(refusal(|m| m.objects[5].mirror = None).is_some());
+        let e = refusal(|m| m.objects[3].compression = "xz".into()).unwrap();
+        assert!(e.contains("unknown compression `xz`"), "{e}");
+        // Sizes still match the listing.
+        let e = refusal(|m| m.objects[3].stored_size = 101).unwrap();
+        assert!(e.contains("is 100 bytes"), "{e}");
+    }
+
+    #[test]
+    fn unknown_required_features_are_refused() {
+        let (_, mut m) = forged();
+        m.requires = vec!["age".into()];
+        let e = Manifest::from_json(&m.to_json()).unwrap_err();
+        assert!(e.contains("requires feature `age`"), "{e}");
+        m.requires.clear();
+        assert!(!String::from_utf8(m.to_json()).unwrap().contains("requires"));
+        // Schema 2 manifests still read.
+        let mut v: serde_json::Value = serde_json::from_slice(&m.to_json()).unwrap();
+        v["schema"] = 2.into();
+        assert!(Manifest::from_json(&serde_json::to_vec(&v).unwrap()).is_ok());
     }
 
     #[test]

@@ -202,8 +202,7 @@ fn mirrored_bucket(o: &ObjectEntry) -> Option<&str> {
 pub async fn read_index(store: &Arc<dyn Store>, o: &ObjectEntry, config: &Config) -> anyhow::Result<Vec<IndexLine>> {
     use crate::store::download::{fetch_verified, DownloadPolicy, Expected};
     let policy = DownloadPolicy::from_upload(&config.storage.upload);
-    let (chunks, state) =
-        fetch_verified(store.clone(), &o.key, Expected { size: o.stored_size, sha256: o.sha256.clone() }, policy);
+    let (chunks, state) = fetch_verified(store.clone(), &o.key, Expected::of(o)?, policy);
     let mut reader =
         codec::decompress(tokio::io::BufReader::new(tokio_util::io::StreamReader::new(chunks)), Algorithm::Zstd);
     let mut text = Vec::new();

@@ -1,7 +1,9 @@
 //! `verify`: reads every object of a set back, checks its size and SHA-256 against the manifest
-//! and that it decompresses to its end (a dump to its `-- Dump completed` line, an archive to
-//! its end marker). `--deep` also loads each dump into a throw-away database in the DB
-//! container, reports its tables and rows, and drops it.
+//! (and each chunk hash, for sets that have them) and that it decompresses to its end (a dump to
+//! its `-- Dump completed` line, an archive to its end marker). `--deep` also loads each dump
+//! into a throw-away database in the DB container, reports its tables and rows, and drops it;
+//! only verified bytes reach that database (chunk by chunk, or, for sets without chunk hashes,
+//! after the whole dump was checked in a temporary file).
 
 use std::sync::Arc;
 
@@ -15,7 +17,7 @@ use crate::error::{integrity, Class, Failure};
 use crate::list::human_bytes;
 use crate::restore::load::FeedError;
 use crate::source::dump::DbSource;
-use crate::store::download::{fetch_verified, DownloadPolicy, Expected};
+use crate::store::download::{open_verified, DownloadPolicy, Expected, Legacy};
 use crate::store::Store;
 
 #[derive(Debug, Clone, Default)]
@@ -34,8 +36,9 @@ fn algorithm(o: &ObjectEntry) -> anyhow::Result<Algorithm> {
 
 /// Reads one object to its end; returns a one-line description of what it held.
 async fn check_object(store: &Arc<dyn Store>, o: &ObjectEntry, policy: DownloadPolicy) -> anyhow::Result<String> {
-    let (chunks, state) =
-        fetch_verified(store.clone(), &o.key, Expected { size: o.stored_size, sha256: o.sha256.clone() }, policy);
+    // Nothing here is used beyond counting and parsing: an object without chunk hashes streams,
+    // its verdict is checked below before anything is reported good.
+    let (chunks, state) = open_verified(store.clone(), &o.key, Expected::of(o)?, policy, Legacy::Stream).await?;
     let reader = decompress(tokio::io::BufReader::with_capacity(256 * 1024, StreamReader::new(chunks)), algorithm(o)?);
     let result: anyhow::Result<(u64, String)> = match o.kind {
         Kind::MysqlDump => {
@@ -151,10 +154,14 @@ async fn deep_check(
     if scratch.len() > 64 {
         return Err(integrity(format!("database name `{name}` is too long for a throw-away copy")));
     }
+    if !catalog::valid_db_name(&name) {
+        return Err(integrity(format!("dump `{}` names no valid database", o.key)));
+    }
+    // Verified before any of it reaches the server, even the throw-away database: per chunk, or
+    // (sets without chunk hashes) whole, in a temporary file, before loading starts.
+    let (chunks, state) = open_verified(store.clone(), &o.key, Expected::of(o)?, policy, Legacy::Spool).await?;
     db.drop_database(&scratch).await?;
     db.sql(&format!("CREATE DATABASE {} CHARACTER SET 'utf8mb4'", crate::restore::load::ident(&scratch))).await?;
-    let (chunks, state) =
-        fetch_verified(store.clone(), &o.key, Expected { size: o.stored_size, sha256: o.sha256.clone() }, policy);
     let reader = decompress(tokio::io::BufReader::with_capacity(256 * 1024, StreamReader::new(chunks)), algorithm(o)?);
     let loaded = db.load_into(&scratch, reader, feed).await;
     let result = match loaded {

@@ -234,6 +234,8 @@ async fn synthetic_set(store: &dyn Store, prefix: &str, class: Class, host: &str
             stored_size: body.len() as u64,
             raw_size: body.len() as u64,
             sha256: hex::encode(sha2::Sha256::digest(&body)),
+            chunk_size: 0,
+            chunk_sha256: vec![],
             parts: 1,
             database: Some("ccnet_db".into()),
             excluded_tables: vec![],
@@ -244,6 +246,7 @@ async fn synthetic_set(store: &dyn Store, prefix: &str, class: Class, host: &str
         skipped: vec![],
         warnings: vec![],
         seatable: None,
+        requires: vec![],
     };
     store.put_object(&id.key(prefix, catalog::MANIFEST), manifest.to_json().into()).await.unwrap();
     id.dir(prefix)

@@ -29,11 +29,12 @@ pub struct Item {
 }
 
 impl Item {
-    /// What the download must match.
-    pub fn expected(&self) -> Expected {
+    /// What the download must match: the manifest's hashes, or (a set restored without
+    /// manifest, `--allow-incomplete`) only the size.
+    pub fn expected(&self) -> anyhow::Result<Expected> {
         match &self.entry {
-            Some(e) => Expected { size: e.stored_size, sha256: e.sha256.clone() },
-            None => Expected { size: self.size, sha256: String::new() },
+            Some(e) => Expected::of(e),
+            None => Ok(Expected::size_only(self.size)),
         }
     }
 }
@@ -104,13 +105,8 @@ pub struct Items {
     pub mirrors: Vec<ObjectEntry>,
 }
 
-/// A database name that is a plain identifier: it can be neither an option nor SQL.
-pub fn plain_db_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
-
 fn checked_db_name(name: &str, key: &str) -> anyhow::Result<String> {
-    if plain_db_name(name) {
+    if catalog::valid_db_name(name) {
         Ok(name.to_string())
     } else {
         Err(integrity(format!(
@@ -256,7 +252,7 @@ pub fn db_targets(
         if d.target != d.database {
             tracing::info!(from = %d.database, to = %d.target, "this host names the database differently: restoring into its name");
         }
-        if !plain_db_name(&d.target) {
+        if !catalog::valid_db_name(&d.target) {
             return Err(usage(format!("target database `{}` is not a plain name", d.target)));
         }
         if let Some(other) = out.iter().find(|o| o.target == d.target) {
@@ -460,16 +456,6 @@ pub fn leftover_dirs(t: &DataTarget) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn plain_names_only() {
-        for ok in ["dtable_db", "ccnet_db", "scheduler", "A1_b"] {
-            assert!(plain_db_name(ok), "{ok}");
-        }
-        for bad in ["", "--execute=DROP DATABASE x", "-x", "a.b", "a`b", "a b", "a;b", &"x".repeat(65)] {
-            assert!(!plain_db_name(bad), "{bad}");
-        }
-    }
 
     #[test]
     fn mount_points_are_seen() {

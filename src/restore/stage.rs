@@ -21,7 +21,7 @@ use crate::codec::decompress;
 use crate::error::{integrity, source, Class, Failure};
 use crate::source::dump::DbSource;
 use crate::source::untar::{self, UntarOptions, UntarReport};
-use crate::store::download::{fetch_verified, DownloadPolicy, FetchState};
+use crate::store::download::{open_verified, DownloadPolicy, FetchState, Legacy};
 use crate::store::Store;
 
 /// What was staged so far, so that a failure or a signal can remove it.
@@ -206,15 +206,20 @@ pub async fn stage_database(
     Ok(StagedDb { item: it.clone(), names, bytes, tables, objects })
 }
 
-/// The download of one item as a decompressed reader, plus the download's verdict.
-fn open_item(
+/// The download of one item as a decompressed reader of verified bytes, plus the download's
+/// verdict. Each chunk is checked against the manifest before it is handed on; an object of an
+/// older set (no chunk hashes) is checked whole first with `Legacy::Spool` (dumps: nothing of
+/// them may reach the server unverified), or streamed with `Legacy::Stream` (the archive, whose
+/// staging directory is swapped in only after the verdict).
+async fn open_item(
     store: &Arc<dyn Store>,
     item: &Item,
     policy: DownloadPolicy,
-) -> (std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>, Arc<FetchState>) {
-    let (chunks, state) = fetch_verified(store.clone(), &item.key, item.expected(), policy);
+    legacy: Legacy,
+) -> anyhow::Result<(std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>, Arc<FetchState>)> {
+    let (chunks, state) = open_verified(store.clone(), &item.key, item.expected()?, policy, legacy).await?;
     let reader = StreamReader::new(chunks);
-    (decompress(tokio::io::BufReader::with_capacity(256 * 1024, reader), item.algorithm), state)
+    Ok((decompress(tokio::io::BufReader::with_capacity(256 * 1024, reader), item.algorithm), state))
 }
 
 /// Feeds one dump into database `into`; the download's verdict is the cause of any failure it
@@ -227,7 +232,7 @@ pub async fn load_item(
     feed: &FeedOptions,
     policy: DownloadPolicy,
 ) -> anyhow::Result<u64> {
-    let (reader, state) = open_item(store, item, policy);
+    let (reader, state) = open_item(store, item, policy, Legacy::Spool).await?;
     match db.load_into(into, reader, feed).await {
         Ok(report) => {
             state.verified(&item.key)?;
@@ -269,7 +274,7 @@ pub async fn stage_data(
         let _ = std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o700));
     }
     tracing::info!(key = %item.key, staging = %staging.display(), "unpacking the {} archive into a staging directory", target.what);
-    let (reader, state) = open_item(store, item, policy);
+    let (reader, state) = open_item(store, item, policy, Legacy::Stream).await?;
     // Download, hashing and decompression run in a task of their own; the unpacking thread only
     // writes files. The channel between them holds up to 16 chunks of 1 MiB: with 4, the
     // unpacking thread waited for input about 1.0 s of a 4.7 s restore of the benchmark tree

@@ -13,6 +13,11 @@
 //! The size doubles every `max_parts / 10` parts (the default 8 MiB parts reach 8 TiB, past S3's
 //! 5 TiB object limit);
 //! `fixed` keeps one size for stores that need equal parts, and fails clearly when it runs out.
+//!
+//! Hashes: the SHA-256 of the whole object and one per [`CHUNK_SIZE`] range of it (see
+//! [`ChunkHasher`]) are computed from the same borrowed bytes as each part is read, so chunk
+//! boundaries do not depend on part boundaries, and a single PutObject and a multipart upload
+//! of the same bytes get the same hashes.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +32,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::{MultipartUpload, PartReceipt, Store, StoreError};
+use crate::catalog::CHUNK_SIZE;
 use crate::config::{UploadPolicy, MAX_PART_SIZE};
 
 const MIB: u64 = 1024 * 1024;
@@ -88,6 +94,51 @@ pub async fn abort_all_open() -> usize {
 
 // ---------------------------------------------------------------------------------------------
 
+/// The SHA-256 of a byte stream and of each consecutive `chunk_size` range of it, fed in pieces
+/// of any size (each byte is read once per hash; nothing is copied).
+pub struct ChunkHasher {
+    chunk_size: u64,
+    whole: Sha256,
+    chunk: Sha256,
+    /// Bytes in the current chunk so far.
+    filled: u64,
+    done: Vec<[u8; 32]>,
+}
+
+impl ChunkHasher {
+    pub fn new(chunk_size: u64) -> Self {
+        ChunkHasher {
+            chunk_size: chunk_size.max(1),
+            whole: Sha256::new(),
+            chunk: Sha256::new(),
+            filled: 0,
+            done: Vec::new(),
+        }
+    }
+
+    pub fn update(&mut self, mut bytes: &[u8]) {
+        self.whole.update(bytes);
+        while !bytes.is_empty() {
+            let n = ((self.chunk_size - self.filled) as usize).min(bytes.len());
+            self.chunk.update(&bytes[..n]);
+            self.filled += n as u64;
+            bytes = &bytes[n..];
+            if self.filled == self.chunk_size {
+                self.done.push(self.chunk.finalize_reset().into());
+                self.filled = 0;
+            }
+        }
+    }
+
+    /// The whole stream's SHA-256 and its chunks' (none for an empty stream).
+    pub fn finish(mut self) -> ([u8; 32], Vec<[u8; 32]>) {
+        if self.filled > 0 {
+            self.done.push(self.chunk.finalize().into());
+        }
+        (self.whole.finalize().into(), self.done)
+    }
+}
+
 /// An object whose bytes are all uploaded but not yet visible.
 pub struct Staged {
     store: Arc<dyn Store>,
@@ -97,6 +148,10 @@ pub struct Staged {
     pub size: u64,
     /// SHA-256 of the stored bytes.
     pub sha256: [u8; 32],
+    /// Bytes per entry of `chunk_sha256` ([`CHUNK_SIZE`]).
+    pub chunk_size: u64,
+    /// SHA-256 of each `chunk_size` range of the stored bytes, the last one shorter.
+    pub chunk_sha256: Vec<[u8; 32]>,
     /// Parts used (1 for a single PutObject).
     pub parts: u32,
 }
@@ -130,6 +185,8 @@ impl Staged {
             stored_size: self.size,
             raw_size,
             sha256: hex::encode(self.sha256),
+            chunk_size: self.chunk_size,
+            chunk_sha256: self.chunk_sha256.iter().map(hex::encode).collect(),
             parts: self.parts,
             database: None,
             excluded_tables: vec![],
@@ -258,18 +315,21 @@ pub async fn stage<R: AsyncRead + Unpin + Send>(
     mut reader: R,
     policy: &UploadPolicy,
 ) -> anyhow::Result<Staged> {
-    let mut hasher = Sha256::new();
+    let mut hasher = ChunkHasher::new(CHUNK_SIZE);
     let pool = Arc::new(BufferPool::new(policy.parts_in_flight + 1));
     let first = read_part(&mut reader, part_size_for(policy, 1), &pool).await.map_err(|e| read_failed(key, e))?;
     hasher.update(&first);
     if (first.len() as u64) < part_size_for(policy, 1) {
         let size = first.len() as u64;
+        let (sha256, chunk_sha256) = hasher.finish();
         return Ok(Staged {
             store: store.clone(),
             key: key.to_string(),
             state: State::Single(first),
             size,
-            sha256: hasher.finalize().into(),
+            sha256,
+            chunk_size: CHUNK_SIZE,
+            chunk_sha256,
             parts: 1,
         });
     }
@@ -279,12 +339,15 @@ pub async fn stage<R: AsyncRead + Unpin + Send>(
     match stage_parts(upload.clone(), key, &mut reader, policy, first, &mut hasher, &pool).await {
         Ok((receipts, size)) => {
             let parts = receipts.len() as u32;
+            let (sha256, chunk_sha256) = hasher.finish();
             Ok(Staged {
                 store: store.clone(),
                 key: key.to_string(),
                 state: State::Multipart { upload, receipts, id },
                 size,
-                sha256: hasher.finalize().into(),
+                sha256,
+                chunk_size: CHUNK_SIZE,
+                chunk_sha256,
                 parts,
             })
         }
@@ -304,7 +367,7 @@ async fn stage_parts<R: AsyncRead + Unpin + Send>(
     reader: &mut R,
     policy: &UploadPolicy,
     first: Bytes,
-    hasher: &mut Sha256,
+    hasher: &mut ChunkHasher,
     pool: &Arc<BufferPool>,
 ) -> anyhow::Result<(Vec<PartReceipt>, u64)> {
     let budget = (policy.part_size * policy.parts_in_flight as u64).div_ceil(MIB).max(1) as u32;
@@ -377,6 +440,76 @@ mod tests {
 
     fn policy(part: u64, max_parts: u32, fixed: bool) -> UploadPolicy {
         UploadPolicy { part_size: part, fixed, max_parts, parts_in_flight: 4, part_retries: 0 }
+    }
+
+    use proptest::prelude::*;
+
+    fn data(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn at_once(bytes: &[u8], cs: usize) -> ([u8; 32], Vec<[u8; 32]>) {
+        (Sha256::digest(bytes).into(), bytes.chunks(cs).map(|c| Sha256::digest(c).into()).collect())
+    }
+
+    proptest! {
+        #[test]
+        fn chunk_hashes_do_not_depend_on_the_pieces(len in 0usize..20_000, cs in 1u64..4000,
+                                                   cuts in proptest::collection::vec(any::<usize>(), 0..12)) {
+            let bytes = data(len, len as u64);
+            let mut at: Vec<usize> = cuts.iter().map(|c| c % (len + 1)).collect();
+            at.extend([0, len]);
+            at.sort_unstable();
+            let mut h = ChunkHasher::new(cs);
+            for w in at.windows(2) {
+                h.update(&bytes[w[0]..w[1]]);
+            }
+            prop_assert_eq!(h.finish(), at_once(&bytes, cs as usize));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(6))]
+
+        /// A staged object's hashes are those of the stored bytes, whatever the part sizes, for a
+        /// single PutObject and a multipart upload alike.
+        #[test]
+        fn staged_objects_carry_their_chunk_hashes(len in 0usize..(11 * MIB as usize), part_kib in 64u64..5000) {
+            let bytes = data(len, len as u64 ^ part_kib);
+            let dir = tempfile::tempdir().unwrap();
+            let store: Arc<dyn Store> = Arc::new(crate::store::local::LocalStore::new(dir.path().to_path_buf()));
+            let p = UploadPolicy { part_size: part_kib * 1024, ..policy(0, 10_000, false) };
+            let key = "p/daily/h/2026-12-01T010000Z/db/x.sql.zst";
+            let zstd = crate::config::CompressionConfig {
+                algorithm: crate::config::Algorithm::Zstd,
+                level: 3,
+                threads: 1,
+                dump_threads: 1,
+            };
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let (staged_hashes, entry, stored) = rt.block_on(async {
+                let staged = stage(&store, key, std::io::Cursor::new(bytes.clone()), &p).await.unwrap();
+                let hashes = (staged.sha256, staged.chunk_sha256.clone());
+                let entry = staged.entry("db/x", crate::catalog::Kind::MysqlDump, &zstd, 0);
+                staged.commit().await.unwrap();
+                (hashes, entry, store.get_object(key).await.unwrap())
+            });
+            prop_assert!(stored[..] == bytes[..]);
+            let want = at_once(&stored, CHUNK_SIZE as usize);
+            prop_assert_eq!(&staged_hashes, &want);
+            prop_assert_eq!(entry.chunk_size, CHUNK_SIZE);
+            prop_assert_eq!(entry.chunk_sha256.len() as u64, (len as u64).div_ceil(CHUNK_SIZE));
+            prop_assert_eq!(entry.sha256, hex::encode(want.0));
+            prop_assert_eq!(entry.chunk_sha256, want.1.iter().map(hex::encode).collect::<Vec<_>>());
+        }
     }
 
     #[test]
