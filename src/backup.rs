@@ -68,7 +68,9 @@ impl Written {
 
     /// Deletes what this run wrote (a failed run must not leave parts of a set behind).
     pub async fn remove_all(&self, store: &dyn Store) {
-        for key in self.take() {
+        // Newest first: the manifest (registered last) goes before the objects it lists, so a
+        // cleanup cut short leaves a set without manifest, never a complete-looking one.
+        for key in self.take().into_iter().rev() {
             match store.delete(&key).await {
                 Ok(()) => tracing::info!(key = %key, "removed the object of the failed run"),
                 Err(e) => {
@@ -286,6 +288,9 @@ pub async fn run(
         seatable: Some(seatable_info),
     };
     let key = id.key(prefix, catalog::MANIFEST);
+    // Registered before the PUT: one that fails, times out or is cut short by a signal may
+    // still have landed, and a failed run must not leave a manifest behind.
+    written.push(&key);
     store.put_object(&key, manifest.to_json().into()).await.context("writing the manifest")?;
     // The set is complete: from here on nothing may remove it, not even a failed lock.
     written.take();
@@ -654,5 +659,84 @@ async fn transfer_counted<T>(
         // ends its stream cleanly and is caught by `finish` above.) Dropping `finish` here
         // leaves the producer to stop on its closed pipe.
         Err(upload_err) => Err(upload_err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::local::LocalStore;
+    use crate::store::{ByteReader, MultipartUpload, ObjectInfo, OpenUpload, StoreError};
+
+    /// The local store, except that the manifest's PUT lands and then reports an error (as a
+    /// timeout after the store took the object does).
+    struct ManifestPutLost(LocalStore);
+
+    #[async_trait::async_trait]
+    impl Store for ManifestPutLost {
+        fn describe(&self) -> String {
+            self.0.describe()
+        }
+        async fn preflight(&self) -> Result<(), StoreError> {
+            self.0.preflight().await
+        }
+        async fn put_object(&self, key: &str, body: bytes::Bytes) -> Result<(), StoreError> {
+            self.0.put_object(key, body).await?;
+            if key.ends_with(catalog::MANIFEST) {
+                return Err(StoreError::Unreachable { target: key.into(), detail: "injected timeout".into() });
+            }
+            Ok(())
+        }
+        async fn create_upload(&self, key: &str) -> Result<Arc<dyn MultipartUpload>, StoreError> {
+            self.0.create_upload(key).await
+        }
+        async fn get_object(&self, key: &str) -> Result<bytes::Bytes, StoreError> {
+            self.0.get_object(key).await
+        }
+        async fn get_stream(&self, key: &str) -> Result<ByteReader, StoreError> {
+            self.0.get_stream(key).await
+        }
+        async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Vec<bytes::Bytes>, StoreError> {
+            self.0.get_range(key, start, len).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+            self.0.list(prefix).await
+        }
+        async fn delete(&self, key: &str) -> Result<(), StoreError> {
+            self.0.delete(key).await
+        }
+        async fn list_open_uploads(&self, prefix: &str) -> Result<Vec<OpenUpload>, StoreError> {
+            self.0.list_open_uploads(prefix).await
+        }
+        async fn abort_upload(&self, upload: &OpenUpload) -> Result<(), StoreError> {
+            self.0.abort_upload(upload).await
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_manifest_put_with_unknown_outcome_is_cleaned_up_with_the_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (data, dest, root) = (tmp.path().join("data"), tmp.path().join("store"), tmp.path().join("root"));
+        for d in [&data, &dest, &root] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(data.join("file"), b"content").unwrap();
+        let toml = format!(
+            "host = \"h\"\n[storage]\ndestination = \"file://{}\"\n[database]\nenabled = false\n[data]\ndir = \"{}\"\n[seatable]\nroot = \"{}\"\nconfig_component = false\nbig_data_backup = false\n",
+            dest.display(),
+            data.display(),
+            root.display()
+        );
+        let config = Config::from_toml(&toml, &tmp.path().join("c.toml")).unwrap();
+        let store: Arc<dyn Store> = Arc::new(ManifestPutLost(LocalStore::new(dest.clone())));
+        let written = Written::default();
+        let err = run(&config, store.clone(), None, &written).await.unwrap_err();
+        assert!(format!("{err:#}").contains("writing the manifest"), "{err:#}");
+        // The manifest landed: the set looks complete until the run's cleanup.
+        let listed = store.list("").await.unwrap();
+        assert!(listed.iter().any(|o| o.key.ends_with(catalog::MANIFEST)), "{listed:?}");
+        written.remove_all(store.as_ref()).await;
+        let left = store.list("").await.unwrap();
+        assert!(left.is_empty(), "the failed run left {left:?}");
     }
 }
