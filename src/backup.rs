@@ -23,7 +23,7 @@ use crate::seatable::{self, AppContainer, Install};
 use crate::source::data::{self, DataReport};
 use crate::source::docker::Docker;
 use crate::source::dump::{DbSource, DumpReport};
-use crate::source::tar::TarStats;
+use crate::source::tar::{TarOptions, TarStats};
 use crate::source::Produced;
 use crate::store::upload::{self, Staged};
 use crate::store::{Retention, Store};
@@ -129,6 +129,9 @@ pub async fn run(
         None
     };
     let data_dir: Option<PathBuf> = if want_data { Some(data::resolve_dir(&config.data)?) } else { None };
+    if let Some(dir) = &data_dir {
+        data::check_follow(dir, &config.data.follow_symlinks)?;
+    }
     let app = find_app(&install, config).await;
 
     let earlier = catalog::host_sets(store.as_ref(), &config.storage.prefix, &config.host)
@@ -208,7 +211,8 @@ pub async fn run(
         let mut excludes = data::excludes(&config.data);
         excludes.extend(storage_excl.iter().map(|e| PathBuf::from(&e.path)));
         let key = id.key(prefix, &catalog::data_name(ext));
-        let (entry, stats) = archive(&store, &key, "data", dir, excludes, config, written).await?;
+        let opts = TarOptions { excludes, follow_symlinks: config.data.follow_symlinks.clone() };
+        let (entry, stats) = archive(&store, &key, "data", dir, opts, config, written).await?;
         for p in &stats.skipped {
             let why = if let Some(e) = storage_excl.iter().find(|e| &e.path == p) {
                 format!("holds nothing worth archiving: {}", e.why)
@@ -220,6 +224,7 @@ pub async fn run(
             skipped.push(Skipped { what: format!("data/{p}"), why });
         }
         warnings.extend(stats.warnings.iter().cloned());
+        warnings.extend(data::report_external_symlinks(&stats));
         objects.push(entry);
     }
 
@@ -239,7 +244,16 @@ pub async fn run(
 
     if let Some((dir, excludes)) = &config_source {
         let key = id.key(prefix, &catalog::config_name(ext));
-        let (entry, stats) = archive(&store, &key, "config", dir, excludes.clone(), config, written).await?;
+        let (entry, stats) = archive(
+            &store,
+            &key,
+            "config",
+            dir,
+            TarOptions { excludes: excludes.clone(), ..Default::default() },
+            config,
+            written,
+        )
+        .await?;
         for p in &stats.skipped {
             skipped.push(Skipped {
                 what: format!("config/{p}"),
@@ -487,7 +501,7 @@ async fn archive(
     key: &str,
     component: &str,
     dir: &std::path::Path,
-    excludes: Vec<PathBuf>,
+    opts: TarOptions,
     config: &Config,
     written: &Written,
 ) -> anyhow::Result<(ObjectEntry, TarStats)> {
@@ -496,7 +510,7 @@ async fn archive(
         _ => format!("data directory `{}`", dir.display()),
     };
     let t = Instant::now();
-    let produced = data::tar_stream(dir.to_path_buf(), excludes);
+    let produced = data::tar_stream(dir.to_path_buf(), opts);
     let (staged, report): (Staged, DataReport) = transfer(store, key, produced, config, &config.compression)
         .await
         .with_context(|| format!("backing up {what}"))?;
@@ -510,6 +524,8 @@ async fn archive(
             other: s.other,
             file_bytes: s.bytes,
             excluded: s.skipped.clone(),
+            external_symlinks: s.external_symlinks.clone(),
+            external_symlinks_total: s.external_symlinks_total,
         }),
         ..staged.entry(component, Kind::Tar, &config.compression, report.raw_size)
     };
