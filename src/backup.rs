@@ -244,16 +244,8 @@ pub async fn run(
 
     if let Some((dir, excludes)) = &config_source {
         let key = id.key(prefix, &catalog::config_name(ext));
-        let (entry, stats) = archive(
-            &store,
-            &key,
-            "config",
-            dir,
-            TarOptions { excludes: excludes.clone(), ..Default::default() },
-            config,
-            written,
-        )
-        .await?;
+        let opts = TarOptions { excludes: excludes.clone(), ..Default::default() };
+        let (entry, stats) = archive(&store, &key, "config", dir, opts, config, written).await?;
         for p in &stats.skipped {
             skipped.push(Skipped {
                 what: format!("config/{p}"),
