@@ -23,7 +23,7 @@ use crate::seatable::{self, AppContainer, Install};
 use crate::source::data::{self, DataReport};
 use crate::source::docker::Docker;
 use crate::source::dump::{DbSource, DumpReport};
-use crate::source::tar::TarStats;
+use crate::source::tar::{TarOptions, TarStats};
 use crate::source::Produced;
 use crate::store::upload::{self, Staged};
 use crate::store::{Retention, Store};
@@ -68,7 +68,9 @@ impl Written {
 
     /// Deletes what this run wrote (a failed run must not leave parts of a set behind).
     pub async fn remove_all(&self, store: &dyn Store) {
-        for key in self.take() {
+        // Newest first: the manifest (registered last) goes before the objects it lists, so a
+        // cleanup cut short leaves a set without manifest, never a complete-looking one.
+        for key in self.take().into_iter().rev() {
             match store.delete(&key).await {
                 Ok(()) => tracing::info!(key = %key, "removed the object of the failed run"),
                 Err(e) => {
@@ -127,6 +129,9 @@ pub async fn run(
         None
     };
     let data_dir: Option<PathBuf> = if want_data { Some(data::resolve_dir(&config.data)?) } else { None };
+    if let Some(dir) = &data_dir {
+        data::check_follow(dir, &config.data.follow_symlinks)?;
+    }
     let app = find_app(&install, config).await;
 
     let earlier = catalog::host_sets(store.as_ref(), &config.storage.prefix, &config.host)
@@ -206,7 +211,8 @@ pub async fn run(
         let mut excludes = data::excludes(&config.data);
         excludes.extend(storage_excl.iter().map(|e| PathBuf::from(&e.path)));
         let key = id.key(prefix, &catalog::data_name(ext));
-        let (entry, stats) = archive(&store, &key, "data", dir, excludes, config, written).await?;
+        let opts = TarOptions { excludes, follow_symlinks: config.data.follow_symlinks.clone() };
+        let (entry, stats) = archive(&store, &key, "data", dir, opts, config, written).await?;
         for p in &stats.skipped {
             let why = if let Some(e) = storage_excl.iter().find(|e| &e.path == p) {
                 format!("holds nothing worth archiving: {}", e.why)
@@ -218,6 +224,7 @@ pub async fn run(
             skipped.push(Skipped { what: format!("data/{p}"), why });
         }
         warnings.extend(stats.warnings.iter().cloned());
+        warnings.extend(data::report_external_symlinks(&stats));
         objects.push(entry);
     }
 
@@ -237,7 +244,8 @@ pub async fn run(
 
     if let Some((dir, excludes)) = &config_source {
         let key = id.key(prefix, &catalog::config_name(ext));
-        let (entry, stats) = archive(&store, &key, "config", dir, excludes.clone(), config, written).await?;
+        let opts = TarOptions { excludes: excludes.clone(), ..Default::default() };
+        let (entry, stats) = archive(&store, &key, "config", dir, opts, config, written).await?;
         for p in &stats.skipped {
             skipped.push(Skipped {
                 what: format!("config/{p}"),
@@ -287,6 +295,9 @@ pub async fn run(
         requires: vec![],
     };
     let key = id.key(prefix, catalog::MANIFEST);
+    // Registered before the PUT: one that fails, times out or is cut short by a signal may
+    // still have landed, and a failed run must not leave a manifest behind.
+    written.push(&key);
     store.put_object(&key, manifest.to_json().into()).await.context("writing the manifest")?;
     // The set is complete: from here on nothing may remove it, not even a failed lock.
     written.take();
@@ -483,7 +494,7 @@ async fn archive(
     key: &str,
     component: &str,
     dir: &std::path::Path,
-    excludes: Vec<PathBuf>,
+    opts: TarOptions,
     config: &Config,
     written: &Written,
 ) -> anyhow::Result<(ObjectEntry, TarStats)> {
@@ -492,7 +503,7 @@ async fn archive(
         _ => format!("data directory `{}`", dir.display()),
     };
     let t = Instant::now();
-    let produced = data::tar_stream(dir.to_path_buf(), excludes);
+    let produced = data::tar_stream(dir.to_path_buf(), opts);
     let (staged, report): (Staged, DataReport) = transfer(store, key, produced, config, &config.compression)
         .await
         .with_context(|| format!("backing up {what}"))?;
@@ -506,6 +517,8 @@ async fn archive(
             other: s.other,
             file_bytes: s.bytes,
             excluded: s.skipped.clone(),
+            external_symlinks: s.external_symlinks.clone(),
+            external_symlinks_total: s.external_symlinks_total,
         }),
         ..staged.entry(component, Kind::Tar, &config.compression, report.raw_size)
     };
@@ -655,5 +668,84 @@ async fn transfer_counted<T>(
         // ends its stream cleanly and is caught by `finish` above.) Dropping `finish` here
         // leaves the producer to stop on its closed pipe.
         Err(upload_err) => Err(upload_err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::local::LocalStore;
+    use crate::store::{ByteReader, MultipartUpload, ObjectInfo, OpenUpload, StoreError};
+
+    /// The local store, except that the manifest's PUT lands and then reports an error (as a
+    /// timeout after the store took the object does).
+    struct ManifestPutLost(LocalStore);
+
+    #[async_trait::async_trait]
+    impl Store for ManifestPutLost {
+        fn describe(&self) -> String {
+            self.0.describe()
+        }
+        async fn preflight(&self) -> Result<(), StoreError> {
+            self.0.preflight().await
+        }
+        async fn put_object(&self, key: &str, body: bytes::Bytes) -> Result<(), StoreError> {
+            self.0.put_object(key, body).await?;
+            if key.ends_with(catalog::MANIFEST) {
+                return Err(StoreError::Unreachable { target: key.into(), detail: "injected timeout".into() });
+            }
+            Ok(())
+        }
+        async fn create_upload(&self, key: &str) -> Result<Arc<dyn MultipartUpload>, StoreError> {
+            self.0.create_upload(key).await
+        }
+        async fn get_object(&self, key: &str) -> Result<bytes::Bytes, StoreError> {
+            self.0.get_object(key).await
+        }
+        async fn get_stream(&self, key: &str) -> Result<ByteReader, StoreError> {
+            self.0.get_stream(key).await
+        }
+        async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Vec<bytes::Bytes>, StoreError> {
+            self.0.get_range(key, start, len).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+            self.0.list(prefix).await
+        }
+        async fn delete(&self, key: &str) -> Result<(), StoreError> {
+            self.0.delete(key).await
+        }
+        async fn list_open_uploads(&self, prefix: &str) -> Result<Vec<OpenUpload>, StoreError> {
+            self.0.list_open_uploads(prefix).await
+        }
+        async fn abort_upload(&self, upload: &OpenUpload) -> Result<(), StoreError> {
+            self.0.abort_upload(upload).await
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_manifest_put_with_unknown_outcome_is_cleaned_up_with_the_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (data, dest, root) = (tmp.path().join("data"), tmp.path().join("store"), tmp.path().join("root"));
+        for d in [&data, &dest, &root] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(data.join("file"), b"content").unwrap();
+        let toml = format!(
+            "host = \"h\"\n[storage]\ndestination = \"file://{}\"\n[database]\nenabled = false\n[data]\ndir = \"{}\"\n[seatable]\nroot = \"{}\"\nconfig_component = false\nbig_data_backup = false\n",
+            dest.display(),
+            data.display(),
+            root.display()
+        );
+        let config = Config::from_toml(&toml, &tmp.path().join("c.toml")).unwrap();
+        let store: Arc<dyn Store> = Arc::new(ManifestPutLost(LocalStore::new(dest.clone())));
+        let written = Written::default();
+        let err = run(&config, store.clone(), None, &written).await.unwrap_err();
+        assert!(format!("{err:#}").contains("writing the manifest"), "{err:#}");
+        // The manifest landed: the set looks complete until the run's cleanup.
+        let listed = store.list("").await.unwrap();
+        assert!(listed.iter().any(|o| o.key.ends_with(catalog::MANIFEST)), "{listed:?}");
+        written.remove_all(store.as_ref()).await;
+        let left = store.list("").await.unwrap();
+        assert!(left.is_empty(), "the failed run left {left:?}");
     }
 }

@@ -341,6 +341,27 @@ pub struct TarSummary {
     pub file_bytes: u64,
     /// Paths left out (relative to the data directory).
     pub excluded: Vec<String>,
+    /// Symlinks pointing outside the archived directory (the first 100): archived as links,
+    /// what they point to is NOT in the set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external_symlinks: Vec<ExternalSymlink>,
+    /// How many such symlinks there were in all.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub external_symlinks_total: u64,
+}
+
+/// A symlink of an archived directory whose target lies outside it (absolute, or climbing out
+/// with `..`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct ExternalSymlink {
+    /// Relative to the archived directory.
+    pub path: String,
+    /// The target as stored in the link.
+    pub target: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

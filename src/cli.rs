@@ -315,6 +315,16 @@ pub struct SettingArgs {
     /// `data.exclude`: comma-separated paths (relative to the data dir) left out, besides the defaults.
     #[arg(long, global = true, env = "SEATABLE_BACKUP_DATA_EXCLUDE", value_name = "LIST", value_delimiter = ',')]
     pub data_exclude: Option<Vec<String>>,
+    /// `data.follow_symlinks`: comma-separated symlinks (relative to the data dir) archived as
+    /// what they point to (a directory recursively, or a file) instead of as links.
+    #[arg(
+        long,
+        global = true,
+        env = "SEATABLE_BACKUP_DATA_FOLLOW_SYMLINKS",
+        value_name = "LIST",
+        value_delimiter = ','
+    )]
+    pub data_follow_symlinks: Option<Vec<String>>,
 
     /// `database.exclude_log_tables`: leave SeaTable's log tables (`operation_log`,
     /// `delete_operation_log`, `session_log`, `activities`) out of the dtable_db dump.

@@ -165,6 +165,7 @@ struct FileData {
     enabled: Option<bool>,
     dir: Option<PathBuf>,
     exclude: Option<Vec<String>>,
+    follow_symlinks: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -394,6 +395,8 @@ pub struct DataConfig {
     pub dir: Option<PathBuf>,
     /// Relative paths, besides [`ALWAYS_EXCLUDED`].
     pub exclude: Vec<PathBuf>,
+    /// Symlinks (relative paths) archived as what they point to, under their own name.
+    pub follow_symlinks: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -717,10 +720,27 @@ impl Config {
                 ));
             }
         }
+        let follow_symlinks: Vec<PathBuf> = a
+            .data_follow_symlinks
+            .clone()
+            .or(fdata.follow_symlinks)
+            .unwrap_or_default()
+            .into_iter()
+            .map(PathBuf::from)
+            .collect();
+        for f in &follow_symlinks {
+            if f.is_absolute() || f.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+                return Err(invalid(
+                    "data.follow_symlinks",
+                    format!("`{}`: give the symlink's path relative to the data directory, without `..`", f.display()),
+                ));
+            }
+        }
         let data = DataConfig {
             enabled: a.data_enabled.or(fdata.enabled).unwrap_or(true),
             dir: a.data_dir.clone().or(fdata.dir),
             exclude,
+            follow_symlinks,
         };
 
         // Compression.
@@ -1020,6 +1040,8 @@ mod tests {
             ("[database]\ndatabases = [\"a; DROP\"]", "database.databases"),
             ("[database]\nexclude_tables = [\"nodot\"]", "database.exclude_tables"),
             ("[data]\nexclude = [\"../etc\"]", "data.exclude"),
+            ("[data]\nfollow_symlinks = [\"/mnt/disk\"]", "data.follow_symlinks"),
+            ("[data]\nfollow_symlinks = [\"a/../../b\"]", "data.follow_symlinks"),
             ("[compression]\nlevel = 40", "compression.level"),
             ("host = \"a/b\"", "host"),
             ("[retention]\nobject_lock = \"on\"", "retention.object_lock"),

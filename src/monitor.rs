@@ -41,6 +41,9 @@ pub struct RunReport {
     pub raw_bytes: u64,
     pub stored_bytes: u64,
     pub warnings: usize,
+    /// Symlinks of the data directory pointing outside it: what they point to is not in the set.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub external_symlinks: u64,
     /// The one-paragraph summary.
     pub summary: String,
 }
@@ -78,6 +81,7 @@ impl RunReport {
             raw_bytes: 0,
             stored_bytes: 0,
             warnings: 0,
+            external_symlinks: 0,
             summary: String::new(),
         };
         match outcome {
@@ -96,6 +100,13 @@ impl RunReport {
                 r.raw_bytes = m.objects.iter().map(|o| o.raw_size).sum();
                 r.stored_bytes = m.objects.iter().map(|o| o.stored_size).sum();
                 r.warnings = m.warnings.len();
+                r.external_symlinks = m
+                    .objects
+                    .iter()
+                    .filter(|o| o.component == "data")
+                    .filter_map(|o| o.tar.as_ref())
+                    .map(|t| t.external_symlinks_total)
+                    .sum();
             }
             Err((cause, code)) => {
                 r.error = Some(cause.to_string());
@@ -119,7 +130,7 @@ impl RunReport {
                 let ratio =
                     if self.stored_bytes > 0 { self.raw_bytes as f64 / self.stored_bytes as f64 } else { 0.0 };
                 format!(
-                    "Backup of host `{}` succeeded in {took}: {} set {} in {} (prefix `{}`), {} object{} ({}); {} read, {} stored (compression {ratio:.1}x){}.",
+                    "Backup of host `{}` succeeded in {took}: {} set {} in {} (prefix `{}`), {} object{} ({}); {} read, {} stored (compression {ratio:.1}x){}{}.",
                     self.host,
                     self.class.as_deref().unwrap_or("?"),
                     self.set.as_deref().unwrap_or("?"),
@@ -133,6 +144,15 @@ impl RunReport {
                     match self.warnings {
                         0 => String::new(),
                         n => format!("; {n} warning{} (see the log and the manifest)", if n == 1 { "" } else { "s" }),
+                    },
+                    match self.external_symlinks {
+                        0 => String::new(),
+                        n => format!(
+                            "; {n} symlink{} in the data directory point{} outside it: what {} to is NOT in this backup (`data.follow_symlinks` archives it)",
+                            if n == 1 { "" } else { "s" },
+                            if n == 1 { "s" } else { "" },
+                            if n == 1 { "it points" } else { "they point" }
+                        ),
                     }
                 )
             }
@@ -142,6 +162,10 @@ impl RunReport {
             ),
         }
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn format_duration(secs: f64) -> String {

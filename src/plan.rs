@@ -9,6 +9,7 @@ use crate::error::{class_of, one_line, Class as ErrClass, Failure};
 use crate::seatable::{self, Install};
 use crate::source::data;
 use crate::source::dump::{DbSource, DUMP_OPTIONS};
+use crate::source::tar::{find_external_symlinks, TarOptions, MAX_EXTERNAL_LISTED};
 use crate::store::Store;
 
 #[derive(Debug, Serialize)]
@@ -133,6 +134,16 @@ pub async fn run(config: &Config, store: &dyn Store, json: bool) -> anyhow::Resu
             Err(e) => checks.push(fail("data directory readable", &e)),
         }
     }
+    if let (Some(d), false) = (&data_dir, config.data.follow_symlinks.is_empty()) {
+        let list = config.data.follow_symlinks.iter().map(|p| format!("`{}`", p.display())).collect::<Vec<_>>();
+        match data::check_follow(d, &config.data.follow_symlinks) {
+            Ok(()) => checks.push(pass(
+                "symlinks to follow (`data.follow_symlinks`)",
+                format!("{}: archived as what they point to", list.join(", ")),
+            )),
+            Err(e) => checks.push(fail("symlinks to follow (`data.follow_symlinks`)", &e)),
+        }
+    }
 
     let app = find_app(&install, config).await;
     // Mirroring reads SeaTable's own buckets: check each answers with SeaTable's credentials.
@@ -195,6 +206,7 @@ pub async fn run(config: &Config, store: &dyn Store, json: bool) -> anyhow::Resu
             for e in &storage_excl {
                 not_included.push(format!("`{}`: {}", e.path, e.why));
             }
+            not_included.extend(external_symlinks(d, config, &excluded_paths));
         }
         (None, true) => not_included.push("the data directory (not found)".to_string()),
         (None, false) => not_included.push("the data directory (`data.enabled = false`)".to_string()),
@@ -337,6 +349,22 @@ pub async fn run(config: &Config, store: &dyn Store, json: bool) -> anyhow::Resu
         .into());
     }
     Ok(())
+}
+
+/// One line per symlink of the data directory pointing outside it (what a backup archives as a
+/// link only), from a walk that stops after [`MAX_EXTERNAL_LISTED`].
+fn external_symlinks(dir: &std::path::Path, config: &Config, storage_excluded: &[String]) -> Vec<String> {
+    let mut excludes = data::excludes(&config.data);
+    excludes.extend(storage_excluded.iter().map(std::path::PathBuf::from));
+    let opts = TarOptions { excludes, follow_symlinks: config.data.follow_symlinks.clone() };
+    let (found, more) = find_external_symlinks(dir, &opts, MAX_EXTERNAL_LISTED);
+    let mut lines: Vec<String> = found.iter().map(data::external_symlink_line).collect();
+    if more {
+        lines.push(format!(
+            "more symlinks of the data directory point outside it (plan lists the first {MAX_EXTERNAL_LISTED}; a backup counts them all in its manifest)"
+        ));
+    }
+    lines
 }
 
 /// Whether a run could take the lock now. Opens an existing file read-only (a shared look, no

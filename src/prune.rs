@@ -179,29 +179,27 @@ pub async fn run(config: &Config, store: Arc<dyn Store>, dry_run: bool, json: bo
     };
 
     // Read every manifest: whether each set checks out, and what its kept sets reference.
-    let loaded: Vec<(Candidate, Option<Manifest>)> = futures::stream::iter(summaries)
+    // A manifest that cannot be read or parsed stops prune before anything is deleted: which
+    // set of its host is the newest restorable one (the one that must stay) is then unknown.
+    let loaded: Vec<anyhow::Result<(Candidate, Option<Manifest>)>> = futures::stream::iter(summaries)
         .map(|summary| {
             let store = store.clone();
             let mine = in_dir(&summary.dir);
             async move {
                 if !summary.complete {
-                    return (Candidate { summary, restorable: false }, None);
+                    return Ok((Candidate { summary, restorable: false }, None));
                 }
                 let id = summary.id();
-                let manifest = match store.get_object(&id.key(prefix, MANIFEST)).await {
-                    Ok(bytes) => Manifest::from_json(&bytes).ok(),
-                    Err(e) => {
-                        tracing::warn!(set = %id, error = %e, "cannot read the manifest");
-                        None
-                    }
-                };
-                let restorable = manifest.as_ref().is_some_and(|m| check_manifest(&id, prefix, m, &mine).is_ok());
-                (Candidate { summary, restorable }, manifest)
+                let key = id.key(prefix, MANIFEST);
+                let manifest = read_manifest(store.as_ref(), &key).await?;
+                let restorable = check_manifest(&id, prefix, &manifest, &mine).is_ok();
+                Ok((Candidate { summary, restorable }, Some(manifest)))
             }
         })
         .buffered(IN_FLIGHT)
         .collect()
         .await;
+    let loaded: Vec<(Candidate, Option<Manifest>)> = loaded.into_iter().collect::<anyhow::Result<_>>()?;
     let candidates: Vec<Candidate> = loaded.iter().map(|(c, _)| c.clone()).collect();
     // References matter only for sets that are kept: decide once without them, then read the
     // indexes of the kept sets that mirror buckets, and decide again.
@@ -290,6 +288,22 @@ pub async fn run(config: &Config, store: Arc<dyn Store>, dry_run: bool, json: bo
         .into());
     }
     Ok(())
+}
+
+/// Reads and parses the manifest at `key`. A read failure is a storage error, an unparsable
+/// manifest an integrity error; both say that nothing was deleted.
+async fn read_manifest(store: &dyn Store, key: &str) -> anyhow::Result<Manifest> {
+    let bytes = store.get_object(key).await.map_err(|e| {
+        Failure::new(ErrClass::Storage, format!("cannot read manifest `{key}`: {e}; prune deleted nothing"))
+            .with_hint("prune decides by every set's manifest: run it again once the store answers")
+    })?;
+    Manifest::from_json(&bytes).map_err(|e| {
+        Failure::new(ErrClass::Integrity, format!("manifest `{key}` cannot be parsed ({e}); prune deleted nothing"))
+            .with_hint(
+                "prune decides by every set's manifest: check the set with `seatable-backup verify`; a set whose manifest is damaged for good must be deleted by hand before prune runs again",
+            )
+            .into()
+    })
 }
 
 /// A key inside a set (`<prefix>/<class>/<host>/<stamp>/...`).
@@ -459,10 +473,12 @@ mod tests {
         assert!(m.why.contains("references"), "{}", m.why);
     }
 
-    /// The local store, with every deletion recorded and one key that cannot be deleted.
+    /// The local store, with every deletion recorded, one key that cannot be deleted and one
+    /// that cannot be read.
     struct FailingDeletes {
         inner: crate::store::local::LocalStore,
         stuck: String,
+        unreadable: String,
         deleted: std::sync::Mutex<Vec<String>>,
     }
 
@@ -484,6 +500,9 @@ mod tests {
             self.inner.create_upload(key).await
         }
         async fn get_object(&self, key: &str) -> Result<bytes::Bytes, crate::store::StoreError> {
+            if key == self.unreadable {
+                return Err(crate::store::StoreError::Unreachable { target: key.into(), detail: "injected".into() });
+            }
             self.inner.get_object(key).await
         }
         async fn get_stream(&self, key: &str) -> Result<crate::store::ByteReader, crate::store::StoreError> {
@@ -522,6 +541,7 @@ mod tests {
         let store = FailingDeletes {
             inner: crate::store::local::LocalStore::new(dir.path().to_path_buf()),
             stuck: format!("{set}data/seatable.tar.zst"),
+            unreadable: String::new(),
             deleted: Default::default(),
         };
         for name in ["db/a.sql.zst", "data/seatable.tar.zst", "manifest.json", "db/b.sql.zst"] {
@@ -534,6 +554,86 @@ mod tests {
         let left = group_sets("p", &store.list("p/").await.unwrap());
         assert_eq!(left.len(), 1);
         assert!(!left[0].complete, "a half-pruned set must show as incomplete");
+    }
+
+    /// A complete set of host `h`: one object and a manifest that checks out against it.
+    async fn put_set(store: &dyn Store, stamp: &str) -> String {
+        use sha2::Digest;
+        let id = catalog::SetId { class: Class::Daily, host: "h".into(), stamp: stamp.into() };
+        let key = id.key("p", "db/ccnet_db.sql.zst");
+        let body = bytes::Bytes::from(format!("dump of {stamp}"));
+        store.put_object(&key, body.clone()).await.unwrap();
+        let t = parse_stamp(stamp).unwrap();
+        let manifest = Manifest {
+            schema: catalog::SCHEMA_VERSION,
+            tool: "seatable-backup".into(),
+            tool_version: "test".into(),
+            host: "h".into(),
+            class: Class::Daily,
+            stamp: stamp.into(),
+            started_at: t,
+            finished_at: t,
+            layout: "custom".into(),
+            source: Default::default(),
+            objects: vec![catalog::ObjectEntry {
+                component: "db/ccnet_db".into(),
+                key,
+                kind: catalog::Kind::MysqlDump,
+                compression: "zstd".into(),
+                compression_level: 3,
+                stored_size: body.len() as u64,
+                raw_size: body.len() as u64,
+                sha256: hex::encode(sha2::Sha256::digest(&body)),
+                parts: 1,
+                database: Some("ccnet_db".into()),
+                excluded_tables: vec![],
+                only_tables: vec![],
+                tar: None,
+                mirror: None,
+            }],
+            skipped: vec![],
+            warnings: vec![],
+            seatable: None,
+        };
+        let key = id.key("p", MANIFEST);
+        store.put_object(&key, manifest.to_json().into()).await.unwrap();
+        key
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_manifest_stops_prune_before_it_deletes_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = FailingDeletes {
+            inner: crate::store::local::LocalStore::new(dir.path().to_path_buf()),
+            stuck: String::new(),
+            unreadable: String::new(),
+            deleted: Default::default(),
+        };
+        put_set(&store, "2025-01-01T020000Z").await;
+        put_set(&store, "2025-01-02T020000Z").await;
+        store.unreadable = put_set(&store, "2025-01-03T020000Z").await;
+        let store = Arc::new(store);
+        let before = store.list("p/").await.unwrap();
+        let mut config = config(0);
+        config.storage.prefix = "p".into();
+        let err = run(&config, store.clone(), false, true).await.unwrap_err();
+        assert_eq!(crate::error::class_of(&err), ErrClass::Storage, "{err:#}");
+        assert!(format!("{err:#}").contains(&store.unreadable), "{err:#}");
+        assert!(store.deleted.lock().unwrap().is_empty(), "deleted {:?}", store.deleted.lock().unwrap());
+        assert_eq!(store.list("p/").await.unwrap(), before);
+
+        // Read, it is the newest complete set and the only one kept.
+        let unreadable = store.unreadable.clone();
+        let store = Arc::new(FailingDeletes {
+            inner: crate::store::local::LocalStore::new(dir.path().to_path_buf()),
+            stuck: String::new(),
+            unreadable: String::new(),
+            deleted: Default::default(),
+        });
+        run(&config, store.clone(), false, true).await.unwrap();
+        let left = group_sets("p", &store.list("p/").await.unwrap());
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert!(unreadable.starts_with(&left[0].dir));
     }
 
     #[test]

@@ -4,8 +4,11 @@
 //! which app container runs it.
 //!
 //! [`Install::detect`] reads files only (no network, no Docker); [`Install::apply`] lays what
-//! it found under the configuration, where every detected item can be overridden. The facts
-//! that need Docker (the app container, its image version) come from [`app_container`].
+//! it found under the configuration, where every detected item can be overridden.
+//! [`Install::detect_for_restore`] reads the same files but turns each one it cannot read or
+//! parse into a warning: a broken live install must not block the restore that repairs it.
+//! The facts that need Docker (the app container, its image version) come from
+//! [`app_container`].
 //!
 //! Every default path is taken under `seatable.root` (`/`), so a mounted snapshot of a server,
 //! or a test fixture, is read exactly like the live host.
@@ -132,10 +135,85 @@ fn read_optional(path: &Path) -> anyhow::Result<Option<String>> {
     }
 }
 
+/// Reads and parses a `.env` (`${VAR}` falls back to this process's environment).
+fn read_env(path: &Path) -> anyhow::Result<DotEnv> {
+    let text = read_optional(path)?.unwrap_or_default();
+    let lookup = |k: &str| std::env::var(k).ok();
+    DotEnv::parse_with(&text, &lookup).map_err(|e| source_err(format!("SeaTable's `{}`: {e}", path.display())))
+}
+
+/// Where SeaTable keeps its objects, from the data directory's conf files and `.env`.
+fn read_storage(data_dir: &Path, env: Option<&DotEnv>) -> anyhow::Result<StorageBackends> {
+    let conf = data_dir.join("conf");
+    let storage_conf = read_optional(&conf.join("dtable-storage-server.conf"))?;
+    let seafile_conf = read_optional(&conf.join("seafile.conf"))?;
+    storage::detect(env, storage_conf.as_deref(), seafile_conf.as_deref())
+        .map_err(|e| source_err(format!("SeaTable's storage settings in `{}`: {e}", data_dir.display())))
+}
+
+/// In strict mode (`lenient` is `None`) the error; else `None`, with the error and what is
+/// assumed instead as one warning line.
+fn soften<T>(
+    result: anyhow::Result<T>,
+    lenient: &mut Option<&mut Vec<String>>,
+    instead: &str,
+) -> anyhow::Result<Option<T>> {
+    match (result, lenient) {
+        (Ok(v), _) => Ok(Some(v)),
+        (Err(e), None) => Err(e),
+        (Err(e), Some(warnings)) => {
+            warnings.push(format!("{e:#}; {instead}"));
+            Ok(None)
+        }
+    }
+}
+
 impl Install {
     /// Reads the install's files under `seatable.root`. Fails on a file that exists but cannot
     /// be read or parsed (SeaTable could not start with it either), never on a missing one.
     pub fn detect(config: &Config) -> anyhow::Result<Install> {
+        Install::read(config, None)
+    }
+
+    /// For `restore`, which brings back the files a broken install lacks: what can be read of
+    /// the live install, plus one warning line per file that could not be read or parsed (what,
+    /// which file, why, and what is assumed instead). Never fails: what the restore needs comes
+    /// from the set's manifest and the configuration.
+    pub fn detect_for_restore(config: &Config) -> (Install, Vec<String>) {
+        let mut warnings = Vec::new();
+        match Install::read(config, Some(&mut warnings)) {
+            Ok(install) => (install, warnings),
+            // In lenient mode every failure becomes a warning; should one slip through, the
+            // install is what the configuration alone says.
+            Err(e) => {
+                warnings.push(format!("the live SeaTable install could not be read: {e:#}"));
+                (Install::bare(config), warnings)
+            }
+        }
+    }
+
+    /// The install of a custom layout with nothing read.
+    fn bare(config: &Config) -> Install {
+        Install {
+            root: config.seatable.root.clone(),
+            layout: Layout::Custom,
+            layout_source: "nothing of the live install could be read: only what is configured is used".into(),
+            compose_dir: None,
+            env_file: None,
+            env: None,
+            data_dir: config.data.dir.clone(),
+            env_databases: None,
+            external_db: None,
+            env_db_password: None,
+            env_image: None,
+            storage: None,
+            notes: Vec::new(),
+        }
+    }
+
+    /// [`Install::detect`] when `lenient` is `None`; else every file that cannot be read or
+    /// parsed is left out with a line in `lenient`.
+    fn read(config: &Config, mut lenient: Option<&mut Vec<String>>) -> anyhow::Result<Install> {
         let st = &config.seatable;
         let root = st.root.clone();
         let new_compose = root.join(NEW_COMPOSE_DIR);
@@ -191,14 +269,11 @@ impl Install {
         // `.env`: the new layout's settings and secrets (the old layout may have one too).
         let env_file = compose_dir.as_ref().map(|d| d.join(".env")).filter(|p| p.is_file());
         let env = match &env_file {
-            Some(p) => {
-                let text = read_optional(p)?.unwrap_or_default();
-                let lookup = |k: &str| std::env::var(k).ok();
-                Some(
-                    DotEnv::parse_with(&text, &lookup)
-                        .map_err(|e| source_err(format!("SeaTable's `{}`: {e}", p.display())))?,
-                )
-            }
+            Some(p) => soften(
+                read_env(p),
+                &mut lenient,
+                "its database names, MARIADB_HOST and storage settings are not used (the configuration's and SeaTable's defaults are)",
+            )?,
             None => None,
         };
 
@@ -225,12 +300,16 @@ impl Install {
         let external_db = match env.as_ref().and_then(|e| e.get_nonempty("MARIADB_HOST")) {
             Some(h) if h.trim() != "mariadb" => {
                 let port = match env.as_ref().and_then(|e| e.get_nonempty("MARIADB_PORT")) {
-                    Some(p) => p.trim().parse::<u16>().map_err(|_| {
-                        source_err(format!(
-                            "SeaTable's `{}`: MARIADB_PORT `{p}` is not a port number",
-                            env_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
-                        ))
-                    })?,
+                    Some(p) => {
+                        let parsed = p.trim().parse::<u16>().map_err(|_| {
+                            source_err(format!(
+                                "SeaTable's `{}`: MARIADB_PORT `{p}` is not a port number",
+                                env_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+                            ))
+                        });
+                        soften(parsed, &mut lenient, "port 3306 is assumed (set `database.port` to override)")?
+                            .unwrap_or(3306)
+                    }
                     None => 3306,
                 };
                 Some(ExternalDb { host: h.trim().to_string(), port })
@@ -244,15 +323,11 @@ impl Install {
         let env_image = env.as_ref().and_then(|e| e.get_nonempty("SEATABLE_IMAGE")).map(|s| s.trim().to_string());
 
         let storage = match &data_dir {
-            Some(d) if d.is_dir() => {
-                let conf = d.join("conf");
-                let storage_conf = read_optional(&conf.join("dtable-storage-server.conf"))?;
-                let seafile_conf = read_optional(&conf.join("seafile.conf"))?;
-                Some(
-                    storage::detect(env.as_ref(), storage_conf.as_deref(), seafile_conf.as_deref())
-                        .map_err(|e| source_err(format!("SeaTable's storage settings in `{}`: {e}", d.display())))?,
-                )
-            }
+            Some(d) if d.is_dir() => soften(
+                read_storage(d, env.as_ref()),
+                &mut lenient,
+                "where this install keeps its objects is unknown (S3 buckets mirrored in the set are not restored into it)",
+            )?,
             _ => None,
         };
 
@@ -439,6 +514,107 @@ pub fn compare_versions(a: &str, b: &str) -> Option<Ordering> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const GOOD_ENV: &str = "SEATABLE_IMAGE=seatable/seatable-enterprise:5.3.4\nSEATABLE_MYSQL_DB_CCNET_DB_NAME=c_db\nSEATABLE_MYSQL_DB_SEAFILE_DB_NAME=s_db\nSEATABLE_MYSQL_DB_DTABLE_DB_NAME=d_db\n";
+    const GOOD_STORAGE: &str = "[general]\nlog_dir = /shared/seatable/logs\n\n[storage backend]\ntype = filesystem\npath = /opt/seatable/storage-data\n";
+    const GOOD_SEAFILE: &str = "[fileserver]\nport = 8082\n";
+    /// What an editor crash or a careless `sed` leaves: no INI, no dotenv.
+    const GARBAGE: &str = "[commit_object_backend\nthis line is neither an option nor a section\n\u{1b}[31m\n";
+
+    /// A new-layout install under a fresh root: `.env`, the data dir's two conf files.
+    fn fixture(env: &str, storage_conf: &str, seafile_conf: &str) -> (tempfile::TempDir, Config) {
+        let root = tempfile::tempdir().unwrap();
+        let compose = root.path().join(NEW_COMPOSE_DIR);
+        let conf = root.path().join(NEW_DATA_DIR).join("conf");
+        std::fs::create_dir_all(&compose).unwrap();
+        std::fs::create_dir_all(&conf).unwrap();
+        std::fs::write(compose.join(".env"), env).unwrap();
+        std::fs::write(conf.join("dtable-storage-server.conf"), storage_conf).unwrap();
+        std::fs::write(conf.join("seafile.conf"), seafile_conf).unwrap();
+        let toml = format!("[seatable]\nroot = \"{}\"\n", root.path().display());
+        let config = Config::from_toml(&toml, &root.path().join("c.toml")).unwrap();
+        (root, config)
+    }
+
+    fn detect_err(config: &Config) -> String {
+        match Install::detect(config) {
+            Ok(i) => panic!("detected {i:?}"),
+            Err(e) => {
+                assert_eq!(crate::error::class_of(&e), Class::Source, "{e:#}");
+                format!("{e:#}")
+            }
+        }
+    }
+
+    #[test]
+    fn a_readable_install_gives_no_warnings_and_the_same_install() {
+        let (_root, config) = fixture(GOOD_ENV, GOOD_STORAGE, GOOD_SEAFILE);
+        let strict = Install::detect(&config).unwrap();
+        let (lenient, warnings) = Install::detect_for_restore(&config);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(format!("{strict:?}"), format!("{lenient:?}"));
+        assert_eq!(lenient.env_databases.as_deref(), Some(&["c_db".to_string(), "s_db".into(), "d_db".into()][..]));
+    }
+
+    #[test]
+    fn a_garbage_seafile_conf_is_a_warning_for_restore() {
+        let (root, config) = fixture(GOOD_ENV, GOOD_STORAGE, GARBAGE);
+        assert!(detect_err(&config).contains("seafile.conf"));
+        let (install, warnings) = Install::detect_for_restore(&config);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("conf/seafile.conf") && warnings[0].contains("line 1"), "{warnings:?}");
+        assert!(warnings[0].contains("where this install keeps its objects is unknown"), "{warnings:?}");
+        // The rest of the install is read as usual.
+        assert_eq!(install.layout, Layout::New);
+        assert_eq!(install.data_dir, Some(root.path().join(NEW_DATA_DIR)));
+        assert_eq!(install.env_databases.as_ref().map(|d| d[2].as_str()), Some("d_db"));
+        assert_eq!(install.env_image.as_deref(), Some("seatable/seatable-enterprise:5.3.4"));
+        assert!(install.storage.is_none());
+    }
+
+    #[test]
+    fn a_garbage_storage_server_conf_is_a_warning_for_restore() {
+        let (_root, config) = fixture(GOOD_ENV, GARBAGE, GOOD_SEAFILE);
+        assert!(detect_err(&config).contains("dtable-storage-server.conf"));
+        let (install, warnings) = Install::detect_for_restore(&config);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("conf/dtable-storage-server.conf"), "{warnings:?}");
+        assert!(install.storage.is_none() && install.env.is_some());
+    }
+
+    #[test]
+    fn a_garbage_env_is_a_warning_for_restore() {
+        let env = format!("{GOOD_ENV}SEATABLE_SERVER_HOSTNAME=\"unterminated\n");
+        let (root, config) = fixture(&env, GOOD_STORAGE, GOOD_SEAFILE);
+        assert!(detect_err(&config).contains(".env"));
+        let (install, warnings) = Install::detect_for_restore(&config);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        let env_path = root.path().join(NEW_COMPOSE_DIR).join(".env").display().to_string();
+        assert!(warnings[0].contains(&env_path), "{warnings:?}");
+        assert!(warnings[0].contains("database names"), "{warnings:?}");
+        // Nothing of it is used; the conf files still are.
+        assert!(install.env.is_none() && install.env_databases.is_none() && install.env_image.is_none());
+        assert_eq!(install.layout, Layout::New);
+        assert!(install.storage.is_some());
+        assert_eq!(install.compose_dir, Some(root.path().join(NEW_COMPOSE_DIR)));
+    }
+
+    #[test]
+    fn a_bad_port_and_unreadable_files_are_warnings_for_restore() {
+        let env = format!("{GOOD_ENV}MARIADB_HOST=db.example.org\nMARIADB_PORT=33o6\n");
+        let (root, config) = fixture(&env, GARBAGE, GOOD_SEAFILE);
+        // seafile.conf a directory: it cannot be read at all.
+        let seafile = root.path().join(NEW_DATA_DIR).join("conf/seafile.conf");
+        std::fs::remove_file(&seafile).unwrap();
+        std::fs::create_dir(&seafile).unwrap();
+        assert!(detect_err(&config).contains("MARIADB_PORT"));
+        let (install, warnings) = Install::detect_for_restore(&config);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("MARIADB_PORT `33o6`") && warnings[0].contains("3306"), "{warnings:?}");
+        assert!(warnings[1].contains("cannot read") && warnings[1].contains("conf/seafile.conf"), "{warnings:?}");
+        assert_eq!(install.external_db, Some(ExternalDb { host: "db.example.org".into(), port: 3306 }));
+        assert!(install.storage.is_none());
+    }
 
     #[test]
     fn image_versions() {

@@ -26,8 +26,16 @@
 //!   hard-link members pointing at the first name. FIFOs and character/block devices are stored
 //!   as such (with device numbers); sockets are skipped with a warning.
 //!
-//! Symlinks are never followed below the root; the root itself may be a symlink to a directory.
-//! Crossing into other file systems is allowed (as GNU tar does).
+//! Symlinks are not followed below the root, except those named in [`TarOptions::follow_symlinks`]:
+//! each of those is archived as what it points to (a directory with its whole tree, or a file)
+//! under the link's own name; symlinks inside a followed directory are archived as symlinks.
+//! The root itself may be a symlink to a directory. Crossing into other file systems is allowed
+//! (as GNU tar does).
+//!
+//! A symlink whose target lies outside the root (absolute and not below the root, or relative
+//! and climbing out of it with `..`, resolved lexically from the link's directory) is archived
+//! as a link, and what it points to is not in the archive: [`TarStats`] lists such links so
+//! that the backup can say so.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
@@ -39,6 +47,8 @@ use std::path::{Component, Path, PathBuf};
 
 use tar::{EntryType, Header};
 
+use crate::catalog::ExternalSymlink;
+
 /// Size of the one buffer through which headers and file contents go to the output.
 const BUF_SIZE: usize = 1024 * 1024;
 /// Drain the buffer before a file read that would get less room than this.
@@ -47,6 +57,8 @@ const MIN_READ: usize = 64 * 1024;
 const BLOCK: u64 = 512;
 /// Size of the name and linkname fields of a tar header; longer values need a GNU long record.
 const NAME_FIELD: usize = 100;
+/// Symlinks pointing outside the root listed by name; the rest are only counted.
+pub const MAX_EXTERNAL_LISTED: usize = 100;
 
 /// What to leave out of the archive.
 #[derive(Debug, Default, Clone)]
@@ -56,6 +68,9 @@ pub struct TarOptions {
     /// An absolute path below the root is accepted too. Anything else (`..`, outside the root)
     /// is ignored with a warning.
     pub excludes: Vec<PathBuf>,
+    /// Symlinks (paths relative to the root, normalized like `excludes`) archived as what they
+    /// point to, under their own name.
+    pub follow_symlinks: Vec<PathBuf>,
 }
 
 /// What went into the archive.
@@ -78,6 +93,13 @@ pub struct TarStats {
     pub warnings: Vec<String>,
     /// Excluded paths (relative to the root) that were actually present, in walk order.
     pub skipped: Vec<String>,
+    /// Symlinks whose target lies outside the root, in walk order: the first
+    /// [`MAX_EXTERNAL_LISTED`].
+    pub external_symlinks: Vec<ExternalSymlink>,
+    /// How many such symlinks there were in all.
+    pub external_symlinks_total: u64,
+    /// Symlinks archived as what they point to (relative to the root), in walk order.
+    pub followed: Vec<String>,
 }
 
 /// Why an archive could not be written. The stream written so far is then incomplete and must
@@ -148,6 +170,10 @@ struct Walker<W: Write> {
     out: Out<W>,
     stats: TarStats,
     excludes: HashSet<PathBuf>,
+    follow: HashSet<PathBuf>,
+    /// The root as given (when absolute) and canonical: absolute link targets below it are
+    /// inside the archive.
+    roots: Vec<PathBuf>,
     /// First member name of each multiply-linked regular file, by (device, inode).
     links: HashMap<(u64, u64), Box<[u8]>>,
     /// The entry being visited: `abs` is `root` joined with `rel`.
@@ -160,11 +186,14 @@ struct Walker<W: Write> {
 impl<W: Write> Walker<W> {
     fn new(root: &Path, opts: &TarOptions, out: W) -> Self {
         let mut stats = TarStats::default();
-        let excludes = normalize_excludes(root, &opts.excludes, &mut stats.warnings);
+        let excludes = normalize_paths(root, &opts.excludes, "exclude", &mut stats.warnings);
+        let follow = normalize_paths(root, &opts.follow_symlinks, "symlink to follow", &mut stats.warnings);
         Walker {
             out: Out::new(out),
             stats,
             excludes,
+            follow,
+            roots: roots_of(root),
             links: HashMap::new(),
             abs: root.to_path_buf(),
             rel: PathBuf::new(),
@@ -202,7 +231,9 @@ impl<W: Write> Walker<W> {
         if ft.is_dir() {
             self.dir(&meta)
         } else if ft.is_file() {
-            self.file(&meta).map(|()| None)
+            self.file(&meta, false).map(|()| None)
+        } else if ft.is_symlink() && !self.follow.is_empty() && self.follow.contains(&self.rel) {
+            self.followed(&meta)
         } else if ft.is_symlink() {
             self.symlink(&meta).map(|()| None)
         } else if ft.is_fifo() {
@@ -239,7 +270,33 @@ impl<W: Write> Walker<W> {
         Ok(Some(names))
     }
 
-    fn file(&mut self, meta: &Metadata) -> Result<(), TarError> {
+    /// A symlink to follow: archived as the directory or file it points to. Should that be gone
+    /// or of another kind by now (it was checked before the run), the link is archived as such.
+    fn followed(&mut self, link: &Metadata) -> Result<Option<Vec<OsString>>, TarError> {
+        let meta = match fs::metadata(&self.abs) {
+            Ok(meta) => meta,
+            Err(e) if is_vanished(&e) || e.raw_os_error() == Some(libc::ELOOP) => {
+                self.warn(&format!(
+                    "a symlink to follow, but what it points to cannot be reached ({e}); archived as a symlink"
+                ));
+                return self.symlink(link).map(|()| None);
+            }
+            Err(e) => return Err(self.read_err(e)),
+        };
+        if meta.is_dir() {
+            self.stats.followed.push(self.rel.to_string_lossy().into_owned());
+            self.dir(&meta)
+        } else if meta.is_file() {
+            self.stats.followed.push(self.rel.to_string_lossy().into_owned());
+            self.file(&meta, true).map(|()| None)
+        } else {
+            self.warn("a symlink to follow, but it points to neither a directory nor a file; archived as a symlink");
+            self.symlink(link).map(|()| None)
+        }
+    }
+
+    /// A regular file; `follow`: the name is a symlink to follow to it.
+    fn file(&mut self, meta: &Metadata, follow: bool) -> Result<(), TarError> {
         let inode = (meta.dev(), meta.ino());
         if meta.nlink() > 1 && self.links.contains_key(&inode) {
             let mut header = self.header(meta, EntryType::Link);
@@ -252,10 +309,12 @@ impl<W: Write> Walker<W> {
         }
 
         // O_NOFOLLOW: if the file was replaced by a symlink since we listed it, do not read
-        // through it. O_NONBLOCK: if it was replaced by a FIFO, do not hang in open().
+        // through it (unless it is a link to follow). O_NONBLOCK: if it was replaced by a FIFO,
+        // do not hang in open().
+        let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
         let opened = fs::OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+            .custom_flags(nofollow | libc::O_NONBLOCK | libc::O_NOCTTY)
             .open(&self.abs);
         let mut file = match opened {
             Ok(file) => file,
@@ -323,9 +382,17 @@ impl<W: Write> Walker<W> {
         };
         let mut header = self.header(meta, EntryType::Symlink);
         let name = self.rel.as_os_str().as_bytes();
-        let target = target.as_os_str().as_bytes();
-        put_header(&mut self.out, &mut header, name, Some(target)).map_err(TarError::Write)?;
+        put_header(&mut self.out, &mut header, name, Some(target.as_os_str().as_bytes())).map_err(TarError::Write)?;
         self.stats.symlinks += 1;
+        if is_external(&self.rel, &target, &self.roots) {
+            self.stats.external_symlinks_total += 1;
+            if self.stats.external_symlinks.len() < MAX_EXTERNAL_LISTED {
+                self.stats.external_symlinks.push(ExternalSymlink {
+                    path: self.rel.to_string_lossy().into_owned(),
+                    target: target.to_string_lossy().into_owned(),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -388,10 +455,11 @@ fn list_dir(path: &Path) -> io::Result<Vec<OsString>> {
     Ok(names)
 }
 
-/// Turns the configured excludes into clean relative paths; warns about unusable ones.
-fn normalize_excludes(root: &Path, excludes: &[PathBuf], warnings: &mut Vec<String>) -> HashSet<PathBuf> {
+/// Turns configured paths (excludes, symlinks to follow) into clean relative paths; warns
+/// about unusable ones.
+fn normalize_paths(root: &Path, paths: &[PathBuf], what: &str, warnings: &mut Vec<String>) -> HashSet<PathBuf> {
     let mut set = HashSet::new();
-    for exclude in excludes {
+    for exclude in paths {
         let rel = if exclude.is_absolute() { exclude.strip_prefix(root).ok() } else { Some(exclude.as_path()) };
         let mut clean = PathBuf::new();
         let mut usable = rel.is_some();
@@ -403,7 +471,7 @@ fn normalize_excludes(root: &Path, excludes: &[PathBuf], warnings: &mut Vec<Stri
             }
         }
         if !usable || clean.as_os_str().is_empty() {
-            let what = format!("exclude is not a path below `{}`; ignored", root.display());
+            let what = format!("{what} is not a path below `{}`; ignored", root.display());
             tracing::warn!(path = %exclude.display(), "{what}");
             warnings.push(format!("`{}`: {what}", exclude.display()));
             continue;
@@ -411,6 +479,115 @@ fn normalize_excludes(root: &Path, excludes: &[PathBuf], warnings: &mut Vec<Stri
         set.insert(clean);
     }
     set
+}
+
+/// The root as given (made lexically clean, when absolute) and canonical.
+fn roots_of(root: &Path) -> Vec<PathBuf> {
+    let mut roots = Vec::new();
+    if root.is_absolute() {
+        roots.push(lexical(root));
+    }
+    if let Ok(canonical) = fs::canonicalize(root) {
+        if !roots.contains(&canonical) {
+            roots.push(canonical);
+        }
+    }
+    roots
+}
+
+/// An absolute path with `.` and `..` resolved by name (`/a/./b/../c` -> `/a/c`).
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Whether symlink `link` (relative to the root) with `target` points outside the root:
+/// absolute and not below any of `roots`, or relative and climbing above the root with `..`
+/// (resolved by name from the link's directory, as far as the archive can tell).
+pub fn is_external(link: &Path, target: &Path, roots: &[PathBuf]) -> bool {
+    if target.is_absolute() {
+        let target = lexical(target);
+        return !roots.iter().any(|r| target.starts_with(r));
+    }
+    let mut depth = link.components().count().saturating_sub(1);
+    for c in target.components() {
+        match c {
+            Component::Normal(_) => depth += 1,
+            Component::ParentDir if depth == 0 => return true,
+            Component::ParentDir => depth -= 1,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// What `plan` shows of the symlinks pointing outside the root: the first `limit`, found by a
+/// walk that reads directories only (no file is opened or stat'ed) and stops there; `more` when there
+/// are others. Excluded paths are skipped; symlinks to follow are walked into. Directories that
+/// cannot be read are passed over (the backup reports them).
+pub fn find_external_symlinks(root: &Path, opts: &TarOptions, limit: usize) -> (Vec<ExternalSymlink>, bool) {
+    let mut ignored = Vec::new();
+    let excludes = normalize_paths(root, &opts.excludes, "exclude", &mut ignored);
+    let follow = normalize_paths(root, &opts.follow_symlinks, "symlink to follow", &mut ignored);
+    let roots = roots_of(root);
+    let mut found = Vec::new();
+    // Depth first, in name order, as the archive: one list of names per open directory,
+    // sorted so that pop() gives the smallest.
+    let mut stack = vec![(PathBuf::new(), dir_types(root))];
+    while let Some((dir, names)) = stack.last_mut() {
+        let Some((name, ft)) = names.pop() else {
+            stack.pop();
+            continue;
+        };
+        let rel = dir.join(&name);
+        if excludes.contains(&rel) {
+            continue;
+        }
+        let abs = root.join(&rel);
+        let descend = if ft.is_dir() {
+            true
+        } else if ft.is_symlink() && follow.contains(&rel) {
+            fs::metadata(&abs).is_ok_and(|m| m.is_dir())
+        } else if ft.is_symlink() {
+            let Ok(target) = fs::read_link(&abs) else { continue };
+            if is_external(&rel, &target, &roots) {
+                if found.len() == limit {
+                    return (found, true);
+                }
+                found.push(ExternalSymlink {
+                    path: rel.to_string_lossy().into_owned(),
+                    target: target.to_string_lossy().into_owned(),
+                });
+            }
+            false
+        } else {
+            false
+        };
+        if descend {
+            let names = dir_types(&abs);
+            stack.push((rel, names));
+        }
+    }
+    (found, false)
+}
+
+/// A directory's names with their types from the directory itself (d_type: no stat for most
+/// entries), sorted by bytes in DESCENDING order; empty when it cannot be read.
+fn dir_types(path: &Path) -> Vec<(OsString, fs::FileType)> {
+    let Ok(entries) = fs::read_dir(path) else { return Vec::new() };
+    let mut names: Vec<(OsString, fs::FileType)> =
+        entries.filter_map(Result::ok).filter_map(|e| e.file_type().ok().map(|t| (e.file_name(), t))).collect();
+    names.sort_unstable_by(|a, b| b.0.as_bytes().cmp(a.0.as_bytes()));
+    names
 }
 
 /// Writes `header` for member `name` (and link target `link`), preceded by GNU long-name and
@@ -917,7 +1094,7 @@ pub(crate) mod tests {
     }
 
     fn excludes() -> TarOptions {
-        TarOptions { excludes: EXCLUDES.iter().map(PathBuf::from).collect() }
+        TarOptions { excludes: EXCLUDES.iter().map(PathBuf::from).collect(), ..Default::default() }
     }
 
     fn gnu_untar(archive: &[u8], dest: &Path) {
@@ -1138,6 +1315,176 @@ pub(crate) mod tests {
         assert!(written[512 + actual as usize..].iter().all(|b| *b == 0));
     }
 
+    /// A data directory `root` next to `outside`, with symlinks into both.
+    fn linked_tree(tmp: &Path) -> (PathBuf, PathBuf) {
+        let (root, outside) = (tmp.join("root"), tmp.join("outside"));
+        write(&root.join("conf/seafile.conf"), b"conf\n");
+        write(&outside.join("seafile-data/storage/blocks/b1"), b"block one\n");
+        write(&outside.join("single.txt"), b"a file elsewhere\n");
+        symlink("/etc/hostname", outside.join("seafile-data/abs-inside-followed")).unwrap();
+        symlink("../storage", outside.join("seafile-data/storage-again")).unwrap();
+        symlink("/etc", root.join("etc-link")).unwrap();
+        // Deeper than later top-level links, earlier in the archive.
+        symlink("/opt", root.join("conf/zz-out")).unwrap();
+        symlink(outside.join("seafile-data"), root.join("seafile-data")).unwrap();
+        symlink("../outside/single.txt", root.join("single")).unwrap();
+        fs::create_dir_all(root.join("sub")).unwrap();
+        symlink("../../outside", root.join("sub/climb")).unwrap();
+        symlink("../conf/seafile.conf", root.join("sub/inner")).unwrap();
+        symlink("a/../../../x", root.join("sub/down-and-up")).unwrap();
+        symlink(root.join("conf/seafile.conf"), root.join("abs-inside")).unwrap();
+        (root, outside)
+    }
+
+    fn members(archive: &[u8]) -> Vec<(String, EntryType, Option<String>, Vec<u8>)> {
+        let mut out = Vec::new();
+        for entry in tar::Archive::new(archive).entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let link = entry.link_name_bytes().map(|l| String::from_utf8_lossy(&l).into_owned());
+            let kind = entry.header().entry_type();
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).unwrap();
+            out.push((name, kind, link, data));
+        }
+        out
+    }
+
+    fn external(stats: &TarStats) -> Vec<(String, String)> {
+        stats.external_symlinks.iter().map(|l| (l.path.clone(), l.target.clone())).collect()
+    }
+
+    #[test]
+    fn symlinks_out_of_the_root_are_listed_and_archived_as_links() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (root, outside) = linked_tree(tmp.path());
+        let mut archive = Vec::new();
+        let stats = write_tar(&root, &TarOptions::default(), &mut archive).unwrap();
+        let seafile = outside.join("seafile-data").display().to_string();
+        let expected = [
+            ("conf/zz-out", "/opt"),
+            ("etc-link", "/etc"),
+            ("seafile-data", seafile.as_str()),
+            ("single", "../outside/single.txt"),
+            ("sub/climb", "../../outside"),
+            ("sub/down-and-up", "a/../../../x"),
+        ];
+        let expected: Vec<(String, String)> = expected.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        assert_eq!(external(&stats), expected);
+        assert_eq!(stats.external_symlinks_total, 6);
+        assert!(stats.followed.is_empty());
+        let m = members(&archive);
+        let find = |n: &str| m.iter().find(|x| x.0 == n).unwrap_or_else(|| panic!("no member {n}: {m:?}"));
+        assert_eq!(find("seafile-data").1, EntryType::Symlink);
+        assert_eq!(find("seafile-data").2.as_deref(), Some(seafile.as_str()));
+        assert_eq!(find("single").1, EntryType::Symlink);
+        assert_eq!(find("sub/inner").1, EntryType::Symlink);
+        assert!(!m.iter().any(|x| x.0.contains("blocks")), "content behind a link was archived");
+
+        // plan's walk finds the same, and stops at its limit.
+        assert_eq!(
+            find_external_symlinks(&root, &TarOptions::default(), 100),
+            (stats.external_symlinks.clone(), false)
+        );
+        let (two, more) = find_external_symlinks(&root, &TarOptions::default(), 2);
+        assert_eq!((two.as_slice(), more), (&stats.external_symlinks[..2], true));
+        let (none, more) =
+            find_external_symlinks(&root, &TarOptions { excludes: vec!["sub".into()], ..Default::default() }, 100);
+        assert_eq!(none.len(), 4, "{none:?}");
+        assert!(!more);
+    }
+
+    #[test]
+    fn the_listing_of_external_symlinks_is_bounded() {
+        let tmp = tempfile::tempdir().unwrap();
+        for n in 0..MAX_EXTERNAL_LISTED + 20 {
+            symlink("/nowhere", tmp.path().join(format!("l{n:04}"))).unwrap();
+        }
+        let stats = write_tar(tmp.path(), &TarOptions::default(), io::sink()).unwrap();
+        assert_eq!(stats.external_symlinks.len(), MAX_EXTERNAL_LISTED);
+        assert_eq!(stats.external_symlinks_total, MAX_EXTERNAL_LISTED as u64 + 20);
+        assert_eq!(stats.external_symlinks[0].path, "l0000");
+    }
+
+    #[test]
+    fn followed_symlinks_are_archived_as_what_they_point_to() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (root, outside) = linked_tree(tmp.path());
+        let opts = TarOptions { follow_symlinks: vec!["seafile-data".into(), "./single".into()], ..Default::default() };
+        let mut archive = Vec::new();
+        let stats = write_tar(&root, &opts, &mut archive).unwrap();
+        assert_eq!(stats.followed, ["seafile-data", "single"]);
+        // The links inside the followed directory stay links; the one pointing out is listed.
+        let expected = [
+            ("conf/zz-out", "/opt"),
+            ("etc-link", "/etc"),
+            ("seafile-data/abs-inside-followed", "/etc/hostname"),
+            ("sub/climb", "../../outside"),
+            ("sub/down-and-up", "a/../../../x"),
+        ];
+        let expected: Vec<(String, String)> = expected.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        assert_eq!(external(&stats), expected);
+        assert!(stats.warnings.is_empty(), "{:?}", stats.warnings);
+        assert_eq!(find_external_symlinks(&root, &opts, 100), (stats.external_symlinks.clone(), false));
+
+        let m = members(&archive);
+        let find = |n: &str| m.iter().find(|x| x.0 == n).unwrap_or_else(|| panic!("no member {n}: {m:?}"));
+        assert_eq!(find("seafile-data/").1, EntryType::Directory);
+        let block = find("seafile-data/storage/blocks/b1");
+        assert_eq!((block.1, block.3.as_slice()), (EntryType::Regular, &b"block one\n"[..]));
+        let again = find("seafile-data/storage-again");
+        assert_eq!((again.1, again.2.as_deref()), (EntryType::Symlink, Some("../storage")));
+        let single = find("single");
+        assert_eq!((single.1, single.3.as_slice()), (EntryType::Regular, &b"a file elsewhere\n"[..]));
+        assert_eq!(find("etc-link").1, EntryType::Symlink);
+
+        // Unpacked, the links are a real directory and a real file, equal to their targets.
+        let dest = tmp.path().join("dest");
+        fs::create_dir(&dest).unwrap();
+        gnu_untar(&archive, &dest);
+        assert!(fs::symlink_metadata(dest.join("seafile-data")).unwrap().is_dir());
+        assert!(fs::symlink_metadata(dest.join("single")).unwrap().is_file());
+        if let Err(diff) = compare_trees(&outside.join("seafile-data"), &dest.join("seafile-data"), &[]) {
+            panic!("{diff}");
+        }
+        assert_eq!(fs::read(dest.join("single")).unwrap(), b"a file elsewhere\n");
+    }
+
+    #[test]
+    fn a_followed_symlink_whose_target_went_is_archived_as_a_link() {
+        let tmp = tempfile::tempdir().unwrap();
+        symlink("/no/such/place", tmp.path().join("gone")).unwrap();
+        let opts = TarOptions { follow_symlinks: vec!["gone".into()], ..Default::default() };
+        let mut archive = Vec::new();
+        let stats = write_tar(tmp.path(), &opts, &mut archive).unwrap();
+        assert!(stats.followed.is_empty());
+        assert_eq!(stats.warnings.len(), 1, "{:?}", stats.warnings);
+        assert!(stats.warnings[0].contains("archived as a symlink"), "{:?}", stats.warnings);
+        assert_eq!(stats.external_symlinks_total, 1);
+        let m = members(&archive);
+        assert!(m.iter().any(|x| x.0 == "gone" && x.1 == EntryType::Symlink), "{m:?}");
+    }
+
+    #[test]
+    fn external_targets_are_judged_by_name() {
+        let roots = [PathBuf::from("/srv/data")];
+        let ext = |link: &str, target: &str| is_external(Path::new(link), Path::new(target), &roots);
+        assert!(ext("a", "/etc/passwd"));
+        assert!(ext("a", "/srv/data-other/x"));
+        assert!(ext("a", "/srv/data/../x"));
+        assert!(!ext("a", "/srv/data/conf/x"));
+        assert!(!ext("a", "/srv/data"));
+        assert!(!ext("a/b/c", "/srv/./data//x"));
+        assert!(ext("a", "../x"));
+        assert!(ext("a", "./../x"));
+        assert!(!ext("d/a", "../x"));
+        assert!(ext("d/a", "../../x"));
+        assert!(ext("d/a", "x/../../../y"));
+        assert!(!ext("d/e/a", "../../x/./y"));
+        assert!(!ext("a", "x/../y"));
+        assert!(!ext("a", "."));
+    }
+
     #[test]
     fn excludes_are_normalized() {
         let root = Path::new("/srv/seatable");
@@ -1146,7 +1493,7 @@ pub(crate) mod tests {
             .map(PathBuf::from)
             .collect();
         let mut warnings = Vec::new();
-        let set = normalize_excludes(root, &given, &mut warnings);
+        let set = normalize_paths(root, &given, "exclude", &mut warnings);
         let expected: HashSet<PathBuf> = ["logs", "db-data", "seafile-data/tmp"].iter().map(PathBuf::from).collect();
         assert_eq!(set, expected);
         assert_eq!(warnings.len(), 3, "{warnings:?}");
