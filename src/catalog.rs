@@ -360,10 +360,6 @@ pub struct ExternalSymlink {
     pub target: String,
 }
 
-fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Skipped {
     pub what: String,

@@ -19,6 +19,9 @@ pub const DEFAULT_DATA_DIRS: [&str; 2] = ["/opt/seatable-server/seatable", "/opt
 /// Container names of the two layouts, newest first.
 pub const DEFAULT_DB_CONTAINERS: [&str; 2] = ["mariadb", "seatable-mysql"];
 pub const DEFAULT_DATABASES: [&str; 3] = ["ccnet_db", "seafile_db", "dtable_db"];
+/// What restore creates at the top of a data directory that is a mount point (its staging
+/// directory, the previous content): a backup leaves such entries out.
+pub const TOOL_ENTRY_PREFIX: &str = ".seatable-backup-";
 /// Parts of the data directory that are never archived (SEATABLE.md).
 pub const ALWAYS_EXCLUDED: [&str; 5] = ["ccnet", "logs", "db-data", "pids", "scripts"];
 

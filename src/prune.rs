@@ -590,10 +590,13 @@ mod tests {
                 only_tables: vec![],
                 tar: None,
                 mirror: None,
+                chunk_size: 0,
+                chunk_sha256: vec![],
             }],
             skipped: vec![],
             warnings: vec![],
             seatable: None,
+            requires: vec![],
         };
         let key = id.key("p", MANIFEST);
         store.put_object(&key, manifest.to_json().into()).await.unwrap();

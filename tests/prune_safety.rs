@@ -46,10 +46,13 @@ async fn complete_set(store: &dyn Store, prefix: &str, stamp: &str) -> SetId {
             only_tables: vec![],
             tar: None,
             mirror: None,
+            chunk_size: 0,
+            chunk_sha256: vec![],
         }],
         skipped: vec![],
         warnings: vec![],
         seatable: None,
+        requires: vec![],
     };
     store.put_object(&id.key(prefix, catalog::MANIFEST), manifest.to_json().into()).await.unwrap();
     id

@@ -544,8 +544,8 @@ impl Fixture {
         let e = env();
         let db = &self.dbs[1];
         e.sql(&format!(
-            "CREATE TABLE `{db}`.`audit` (n INT NOT NULL); CREATE VIEW `{db}`.`v_audit` AS SELECT n FROM `{db}`.`audit`; \
-             CREATE TRIGGER `{db}`.`tr_audit` BEFORE INSERT ON `{db}`.`audit` FOR EACH ROW SET NEW.n = NEW.n + 1"
+            "USE `{db}`; CREATE TABLE audit (n INT NOT NULL); CREATE VIEW v_audit AS SELECT n FROM audit; \
+             CREATE TRIGGER tr_audit BEFORE INSERT ON audit FOR EACH ROW SET NEW.n = NEW.n + 1"
         ));
         // A second set, one second later than the first (stamps have seconds).
         std::thread::sleep(std::time::Duration::from_millis(1100));

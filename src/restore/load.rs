@@ -243,7 +243,9 @@ impl DbSource {
                 "SELECT 'schema', SCHEMA_NAME, DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME \
                  FROM information_schema.SCHEMATA WHERE SCHEMA_NAME IN ({list}) \
                  UNION ALL SELECT 'table', TABLE_SCHEMA, TABLE_NAME, '' \
-                 FROM information_schema.TABLES WHERE TABLE_SCHEMA IN ({list}) AND TABLE_TYPE <> 'VIEW'"
+                 FROM information_schema.TABLES WHERE TABLE_SCHEMA IN ({list}) AND TABLE_TYPE <> 'VIEW' \
+                 UNION ALL SELECT 'trigger', TRIGGER_SCHEMA, TRIGGER_NAME, '' \
+                 FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA IN ({list})"
             ))
             .await?;
         let mut known = Schemas::default();
@@ -253,12 +255,16 @@ impl DbSource {
                     known.charsets.insert(db.clone(), (charset.clone(), r.get(3).cloned().unwrap_or_default()));
                 }
                 (Some("table"), Some(db), Some(table)) => {
-                    known.tables.entry(db.clone()).or_default().push(table.clone())
+                    known.tables.entry(db.clone()).or_default().push(unescape(table))
+                }
+                (Some("trigger"), Some(db), Some(name)) => {
+                    known.triggers.entry(db.clone()).or_default().push(unescape(name))
                 }
                 _ => {}
             }
         }
         known.tables.values_mut().for_each(|t| t.sort());
+        known.triggers.values_mut().for_each(|t| t.sort());
         Ok(known)
     }
 
@@ -478,11 +484,17 @@ pub struct Schemas {
     charsets: std::collections::HashMap<String, (String, String)>,
     /// Database -> its base tables (and sequences), sorted.
     tables: std::collections::HashMap<String, Vec<String>>,
+    /// Database -> its triggers, sorted.
+    triggers: std::collections::HashMap<String, Vec<String>>,
 }
 
 impl Schemas {
     pub fn exists(&self, db: &str) -> bool {
         self.charsets.contains_key(db)
+    }
+
+    pub fn triggers(&self, db: &str) -> &[String] {
+        self.triggers.get(db).map(Vec::as_slice).unwrap_or(&[])
     }
 
     pub fn tables(&self, db: &str) -> &[String] {

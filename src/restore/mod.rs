@@ -102,7 +102,7 @@ async fn run_phases(
 ) -> anyhow::Result<()> {
     // Where things go on THIS host: its install's files, laid under what is configured. What
     // cannot be read of a broken live install is a warning: the restore may be what fixes it.
-    let install = detect_install(config)?;
+    let install = detect_install(config);
     let config = &install.apply(config);
     let p = plan_restore(config, &install, &store, opts).await?;
     if opts.dry_run {
@@ -158,8 +158,12 @@ async fn run_phases(
 }
 
 /// This host's install as far as it can be read; what cannot be read is a warning.
-fn detect_install(config: &Config) -> anyhow::Result<Install> {
-    Install::detect(config)
+fn detect_install(config: &Config) -> Install {
+    let (install, warnings) = Install::detect_for_restore(config);
+    for w in warnings {
+        tracing::warn!("{w}; the restore goes on with what the set and the configuration say");
+    }
+    install
 }
 
 /// PLAN: the set, what of it goes where, every check that writes nothing.

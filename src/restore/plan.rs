@@ -77,7 +77,7 @@ pub struct DataTarget {
 
 /// Names of what this tool creates inside a data directory that is a mount point; a backup
 /// leaves them out.
-pub const IN_PLACE_PREFIX: &str = ".seatable-backup-";
+pub const IN_PLACE_PREFIX: &str = crate::config::TOOL_ENTRY_PREFIX;
 
 pub fn algorithm_of(key: &str, named: Option<&str>) -> anyhow::Result<Algorithm> {
     match named {

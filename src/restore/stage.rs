@@ -37,6 +37,8 @@ struct CleanupInner {
     db: Option<Arc<DbSource>>,
     databases: Vec<String>,
     dirs: Vec<PathBuf>,
+    /// Directories whose mtime a staging directory inside them changed, with the one to put back.
+    times: Vec<(PathBuf, std::time::SystemTime)>,
     /// Turn true (or close) when an unpacking thread has stopped writing.
     unpackers: Vec<tokio::sync::watch::Receiver<bool>>,
 }
@@ -64,12 +66,13 @@ impl Cleanup {
     /// Ends the loading sessions, waits for the unpacking threads, drops every staging database
     /// and removes every staging directory still registered.
     pub async fn remove_all(&self) {
-        let Some((db, databases, dirs, unpackers)) = self.with(|s| {
+        let Some((db, databases, dirs, unpackers, times)) = self.with(|s| {
             (
                 s.db.clone(),
                 std::mem::take(&mut s.databases),
                 std::mem::take(&mut s.dirs),
                 std::mem::take(&mut s.unpackers),
+                std::mem::take(&mut s.times),
             )
         }) else {
             return;
@@ -95,6 +98,9 @@ impl Cleanup {
         }
         for dir in dirs {
             remove_dir_logged(&dir, "staging directory").await;
+        }
+        for (dir, mtime) in times {
+            let _ = std::fs::File::open(&dir).and_then(|f| f.set_modified(mtime));
         }
     }
 }
@@ -192,6 +198,8 @@ pub async fn stage_database(
             .await
             .map_err(|e| e.context(format!("restoring database `{}`", it.target)))?;
     }
+    let after = db.schemas(&[&names.live, &names.staging]).await?;
+    guard_live_triggers(db, &names.live, known.triggers(&names.live), after.triggers(&names.live)).await?;
     let objects = db.schema_objects(&names.staging).await?;
     if !objects.is_empty() {
         tracing::info!(database = %it.target, objects = objects.len(), "the dump has views, triggers, routines or events: they are recreated in the live database at the swap");
@@ -200,10 +208,37 @@ pub async fn stage_database(
             .await
             .map_err(|e| e.context(format!("preparing `{}` for the swap", names.staging)))?;
     }
-    let mut tables = db.tables_of(&names.staging).await?;
-    // Sorted as `Schemas` sorts them (by bytes, not by the server's collation).
-    tables.sort();
+    let tables = after.tables(&names.staging).to_vec();
     Ok(StagedDb { item: it.clone(), names, bytes, tables, objects })
+}
+
+/// A trigger in a dump is written as it was created: `CREATE TRIGGER db.t ... ON db.tbl` names
+/// its database, and loading it into the staging database creates it in the LIVE database. A
+/// load must leave the live database alone: triggers it added there are dropped again, and the
+/// restore stops (nothing else of the live database was changed).
+async fn guard_live_triggers(db: &DbSource, live: &str, before: &[String], after: &[String]) -> anyhow::Result<()> {
+    let added: Vec<&String> = after.iter().filter(|t| !before.contains(t)).collect();
+    if added.is_empty() {
+        return Ok(());
+    }
+    let drops: Vec<String> =
+        added.iter().map(|t| format!("DROP TRIGGER IF EXISTS {}.{}", ident(live), ident(t))).collect();
+    let dropped = db.sql_bounded(&drops.join(";\n"), 20).await;
+    let names = added.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ");
+    Err(Failure::new(
+        Class::Source,
+        format!(
+            "loading the dump created the triggers {names} in the live database `{live}` itself (their definitions name the database); {}",
+            match dropped {
+                Ok(_) => "they were dropped again, nothing else was changed".to_string(),
+                Err(e) => format!("they could NOT be dropped again ({e:#}): drop them by hand"),
+            }
+        ),
+    )
+    .with_hint(format!(
+        "recreate those triggers in the source database without the database name (`CREATE TRIGGER t ... ON tbl`), or load the dump by hand into `{live}`"
+    ))
+    .into())
 }
 
 /// The download of one item as a decompressed reader of verified bytes, plus the download's
@@ -266,6 +301,13 @@ pub async fn stage_data(
     cleanup: &Cleanup,
 ) -> anyhow::Result<UntarReport> {
     let staging = target.staging.clone();
+    if target.mode == super::plan::DirMode::InPlace {
+        // The staging directory is made inside the live one (a mount point): a cleanup puts
+        // the live directory's mtime back.
+        if let Ok(mtime) = std::fs::metadata(&target.target).and_then(|m| m.modified()) {
+            cleanup.with(|s| s.times.push((target.target.clone(), mtime)));
+        }
+    }
     std::fs::create_dir(&staging)
         .map_err(|e| source(format!("cannot create the staging directory `{}`: {e}", staging.display())))?;
     cleanup.add_dir(&staging);

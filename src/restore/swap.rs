@@ -274,6 +274,7 @@ fn swap_renamed(j: &mut Journal<'_>, t: &DataTarget) -> anyhow::Result<()> {
     // Moving entries in changes the restored root's mtime: the archive's is put back.
     let mtime = std::fs::metadata(&t.staging).and_then(|m| m.modified()).ok();
     if let Some(prev) = &t.previous {
+        remember_root(j, &t.target)?;
         rename_step(j, &t.target, prev)?;
         failpoint::hit("swap.data.moved_aside")?;
     }
@@ -303,6 +304,9 @@ fn swap_renamed(j: &mut Journal<'_>, t: &DataTarget) -> anyhow::Result<()> {
 /// are, unless the archive has an entry of that name.
 fn swap_in_place(j: &mut Journal<'_>, t: &DataTarget) -> anyhow::Result<()> {
     let prev = t.previous.clone().unwrap_or_else(|| t.target.join(format!("{IN_PLACE_PREFIX}before-restore")));
+    remember_root(j, &t.target)?;
+    // The archive's root (mode, owner, mtime), read before entries move out of it.
+    let staged_root = std::fs::metadata(&t.staging).map_err(|e| source(format!("`{}`: {e}", t.staging.display())))?;
     j.steps.push(Step::MadeDir(prev.clone()));
     std::fs::create_dir(&prev).map_err(|e| source(format!("cannot create `{}`: {e}", prev.display())))?;
     let names = |dir: &Path| -> anyhow::Result<Vec<std::ffi::OsString>> {
@@ -328,12 +332,17 @@ fn swap_in_place(j: &mut Journal<'_>, t: &DataTarget) -> anyhow::Result<()> {
     }
     failpoint::hit("swap.data.renamed_in")?;
     // The root takes the archive's mode, owner and mtime, as a renamed tree would.
-    let before = std::fs::metadata(&t.target).map_err(|e| source(format!("`{}`: {e}", t.target.display())))?;
-    let staged_root = std::fs::metadata(&t.staging).map_err(|e| source(format!("`{}`: {e}", t.staging.display())))?;
-    j.steps.push(Step::RootMeta { dir: t.target.clone(), before });
     set_root_meta(&t.target, &staged_root)?;
     failpoint::hit("swap.data.carried")?;
     sync_dir(&t.target)
+}
+
+/// Renames in and out of the live directory change its mtime (and the in-place swap its mode
+/// and owner): the first step of a directory swap records them, so that an undo puts them back.
+fn remember_root(j: &mut Journal<'_>, dir: &Path) -> anyhow::Result<()> {
+    let before = std::fs::metadata(dir).map_err(|e| source(format!("`{}`: {e}", dir.display())))?;
+    j.steps.push(Step::RootMeta { dir: dir.to_path_buf(), before });
+    Ok(())
 }
 
 fn set_root_meta(dir: &Path, m: &std::fs::Metadata) -> anyhow::Result<()> {
@@ -398,8 +407,13 @@ async fn commit(
     }
     if let Some(t) = dir {
         if t.mode == DirMode::InPlace {
+            // Removing it changes the root's mtime, which is the archive's by now.
+            let mtime = std::fs::metadata(&t.target).and_then(|m| m.modified());
             if let Err(e) = std::fs::remove_dir(&t.staging) {
                 tracing::warn!(dir = %t.staging.display(), error = %e, "could not remove the emptied staging directory");
+            }
+            if let Ok(mtime) = mtime {
+                let _ = std::fs::File::open(&t.target).and_then(|f| f.set_modified(mtime));
             }
         }
         let carried: Vec<String> = steps

@@ -214,7 +214,9 @@ impl<W: Write> Walker<W> {
     /// Archives the current entry. Returns the sorted names of its children when it is a
     /// directory to descend into.
     fn entry(&mut self) -> Result<Option<Vec<OsString>>, TarError> {
-        if !self.excludes.is_empty() && self.excludes.contains(&self.rel) {
+        let tools_own = self.rel.components().count() == 1
+            && self.rel.to_string_lossy().starts_with(crate::config::TOOL_ENTRY_PREFIX);
+        if tools_own || (!self.excludes.is_empty() && self.excludes.contains(&self.rel)) {
             tracing::debug!(path = %self.abs.display(), "excluded");
             self.stats.skipped.push(self.rel.to_string_lossy().into_owned());
             return Ok(None);
