@@ -396,6 +396,46 @@ async fn an_sql_error_half_way_leaves_the_live_database_as_it_was() {
     fx.drop_dbs();
 }
 
+/// A set forged with valid hashes whose dump holds client commands (`\!` runs a shell
+/// command in the client, `system` too): the client runs with `--sandbox` and refuses them, so
+/// nothing runs on the DB container, and the live database is untouched.
+#[tokio::test]
+async fn client_commands_in_a_dump_never_run() {
+    let fx = Fixture::new("rcmd");
+    let store = fx.store().await;
+    let key = fx.key_of(&format!("db/{}", fx.dbs[0])).await;
+    let dump = common::fetch_decompressed(store.as_ref(), &key, Algorithm::Zstd).await;
+    let marker = format!("/tmp/seatable-backup-pwned-{}", std::process::id());
+    let text = String::from_utf8(dump).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mid = lines.len() / 2;
+    lines.insert(mid, format!("\\! touch {marker}"));
+    lines.insert(mid + 1, format!("system touch {marker}"));
+    fx.replace_component(&format!("db/{}", fx.dbs[0]), (lines.join("\n") + "\n").as_bytes()).await;
+
+    let out = fx.run(&["restore"]);
+    assert_ne!(out.status.code(), Some(0), "{}", stderr(&out));
+    let exists = Command::new("podman").args(["exec", env().container(), "test", "-e", &marker]).status().unwrap();
+    assert!(!exists.success(), "a client command in the dump ran in the DB container");
+    assert!(!Path::new(&marker).exists(), "a client command in the dump ran on this host");
+    fx.assert_untouched();
+    fx.drop_dbs();
+}
+
+/// A broken live install (an unparsable `conf/seafile.conf`) does not stop the restore that
+/// brings back the good one.
+#[tokio::test]
+async fn a_broken_live_install_does_not_block_the_restore() {
+    let fx = Fixture::new("rbrk");
+    std::fs::write(fx.data.join("conf/seafile.conf"), "[commit_object_backend\nname = s3\n").unwrap();
+    let out = fx.run(&["restore", "--only", "data"]);
+    assert_exit(&out, 0);
+    assert!(stderr(&out).contains("seafile.conf"), "the broken file is named in a warning: {}", stderr(&out));
+    seatable_backup::source::tar::compare_trees(&fx.pristine, &fx.data, &["logs"])
+        .unwrap_or_else(|d| panic!("restored tree differs: {d}"));
+    fx.drop_dbs();
+}
+
 /// A tar archive with one raw header: name bytes written as given (no sanitising).
 fn raw_entry(builder: &mut tar::Builder<Vec<u8>>, name: &[u8], kind: tar::EntryType, link: &[u8], data: &[u8]) {
     let mut h = tar::Header::new_gnu();

@@ -74,6 +74,10 @@ impl Fixture {
         o.stored_size = stored.len() as u64;
         o.raw_size = raw_size;
         o.sha256 = hex::encode(sha2::Sha256::digest(&stored));
+        if o.chunk_size > 0 {
+            o.chunk_sha256 =
+                stored.chunks(o.chunk_size as usize).map(|c| hex::encode(sha2::Sha256::digest(c))).collect();
+        }
         store.put_object(&keys[0], m.to_json().into()).await.unwrap();
     }
 }

@@ -418,9 +418,9 @@ fn dir_target(
                 .into());
             }
             if is_mount_point(&target) {
-                (DirMode::InPlace, Some(target.join(format!("{IN_PLACE_PREFIX}before-restore-{now}"))))
+                (DirMode::InPlace, Some(unused(target.join(format!("{IN_PLACE_PREFIX}before-restore-{now}")))))
             } else {
-                (DirMode::Rename, Some(parent.join(format!("{name}.before-restore-{now}"))))
+                (DirMode::Rename, Some(unused(parent.join(format!("{name}.before-restore-{now}")))))
             }
         }
     };
@@ -429,6 +429,22 @@ fn dir_target(
         DirMode::InPlace => target.join(format!("{IN_PLACE_PREFIX}restore-{stamp}-{pid}")),
     };
     Ok(DataTarget { what: what.to_string(), target, mode, staging, previous, kept })
+}
+
+/// `path`, or `path-2`, `path-3`, ... whichever does not exist (two restores in one second).
+fn unused(path: PathBuf) -> PathBuf {
+    if std::fs::symlink_metadata(&path).is_err() {
+        return path;
+    }
+    let base = path.as_os_str().to_os_string();
+    (2..)
+        .map(|n| {
+            let mut p = base.clone();
+            p.push(format!("-{n}"));
+            PathBuf::from(p)
+        })
+        .find(|p| std::fs::symlink_metadata(p).is_err())
+        .unwrap_or(path)
 }
 
 /// Staging directories that a killed restore left for `t` (beside it, or inside it when it is a

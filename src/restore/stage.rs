@@ -271,6 +271,7 @@ pub async fn load_item(
     match db.load_into(into, reader, feed).await {
         Ok(report) => {
             state.verified(&item.key)?;
+            tracing::debug!(key = %item.key, seconds = format!("{:.3}", state.chunk_seconds()), "time spent checking chunks");
             Ok(report.bytes)
         }
         Err(FeedError::Input(e)) => {

@@ -168,8 +168,8 @@ async fn preflight(src: &DbSource, dbs: &[StagedDb]) -> anyhow::Result<Vec<Vec<S
     Ok(objects)
 }
 
-/// Records `step`, then runs `act`; the step is in the journal whether or not `act` finished,
-/// since its undo must run either way (each undo checks what is really there).
+/// Database steps are journaled BEFORE they are taken: a statement can fail after it took
+/// effect (a lost connection), so each of their undos checks what is really there.
 fn check_cancel(cancel: &CancellationToken) -> anyhow::Result<()> {
     if cancel.is_cancelled() {
         return Err(Failure::new(Class::Interrupted, "restore interrupted by a signal").into());
@@ -255,10 +255,13 @@ async fn take_steps(
     check_cancel(cancel)
 }
 
+/// A rename is atomic: it is journaled once it happened (undoing one that did not happen could
+/// move an older tree over the live one).
 fn rename_step(j: &mut Journal<'_>, from: &Path, to: &Path) -> anyhow::Result<()> {
-    j.steps.push(Step::Renamed { from: from.to_path_buf(), to: to.to_path_buf() });
     std::fs::rename(from, to)
-        .map_err(|e| source(format!("cannot rename `{}` to `{}`: {e}", from.display(), to.display())))
+        .map_err(|e| source(format!("cannot rename `{}` to `{}`: {e}", from.display(), to.display())))?;
+    j.steps.push(Step::Renamed { from: from.to_path_buf(), to: to.to_path_buf() });
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> anyhow::Result<()> {
@@ -307,8 +310,8 @@ fn swap_in_place(j: &mut Journal<'_>, t: &DataTarget) -> anyhow::Result<()> {
     remember_root(j, &t.target)?;
     // The archive's root (mode, owner, mtime), read before entries move out of it.
     let staged_root = std::fs::metadata(&t.staging).map_err(|e| source(format!("`{}`: {e}", t.staging.display())))?;
-    j.steps.push(Step::MadeDir(prev.clone()));
     std::fs::create_dir(&prev).map_err(|e| source(format!("cannot create `{}`: {e}", prev.display())))?;
+    j.steps.push(Step::MadeDir(prev.clone()));
     let names = |dir: &Path| -> anyhow::Result<Vec<std::ffi::OsString>> {
         let mut v: Vec<_> = std::fs::read_dir(dir)
             .map_err(|e| source(format!("cannot read `{}`: {e}", dir.display())))?

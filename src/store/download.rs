@@ -119,11 +119,18 @@ impl Expected {
 #[derive(Debug, Default)]
 pub struct FetchState {
     bytes: AtomicU64,
+    /// Time spent gathering and checking chunks (hashing each one), for the debug log.
+    chunk_nanos: AtomicU64,
     /// `None` while running; `Some(Ok)` once the last byte passed and the hash matched.
     outcome: Mutex<Option<Result<(), (Class, String)>>>,
 }
 
 impl FetchState {
+    /// Seconds spent checking chunks so far.
+    pub fn chunk_seconds(&self) -> f64 {
+        self.chunk_nanos.load(Ordering::Relaxed) as f64 / 1e9
+    }
+
     /// Bytes handed on so far.
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
@@ -277,6 +284,7 @@ where
         if cs == 0 {
             return Err(format!("object `{}`: chunk hashes with a chunk size of 0", self.key));
         }
+        let started = std::time::Instant::now();
         while !b.is_empty() {
             let chunk_len = cs.min(size - self.index * cs);
             let n = ((chunk_len - self.gathered) as usize).min(b.len());
@@ -288,6 +296,8 @@ where
                 self.close_chunk(cs, chunk_len)?;
             }
         }
+        let spent = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.state.chunk_nanos.fetch_add(spent, Ordering::Relaxed);
         Ok(())
     }
 
