@@ -413,12 +413,27 @@ async fn client_commands_in_a_dump_never_run() {
     lines.insert(mid + 1, format!("system touch {marker}"));
     fx.replace_component(&format!("db/{}", fx.dbs[0]), (lines.join("\n") + "\n").as_bytes()).await;
 
-    let out = fx.run(&["restore"]);
-    assert_ne!(out.status.code(), Some(0), "{}", stderr(&out));
-    let exists = Command::new("podman").args(["exec", env().container(), "test", "-e", &marker]).status().unwrap();
-    assert!(!exists.success(), "a client command in the dump ran in the DB container");
-    assert!(!Path::new(&marker).exists(), "a client command in the dump ran on this host");
-    fx.assert_untouched();
+    // With `--sandbox`, the client refuses them; a client without it (the failpoint makes the
+    // probe fail) gets the stream through the guard, which refuses them before the client.
+    for no_sandbox in [false, true] {
+        let out = Run::garage(&["restore"], &fx.prefix)
+            .env("SEATABLE_BACKUP_DATA_DIR", &fx.data)
+            .env("SEATABLE_BACKUP_DATABASES", fx.dbs.join(","))
+            .env("SEATABLE_BACKUP_FAILPOINTS", if no_sandbox { "client.sandbox=error" } else { "" })
+            .output();
+        let err = stderr(&out);
+        if no_sandbox {
+            assert_exit(&out, 5);
+            assert!(err.contains("client command `\\") && err.contains("refused"), "{err}");
+        } else {
+            assert_exit(&out, 3);
+            assert!(err.to_lowercase().contains("sandbox"), "{err}");
+        }
+        let exists = Command::new("podman").args(["exec", env().container(), "test", "-e", &marker]).status().unwrap();
+        assert!(!exists.success(), "a client command in the dump ran in the DB container");
+        assert!(!Path::new(&marker).exists(), "a client command in the dump ran on this host");
+        fx.assert_untouched();
+    }
     fx.drop_dbs();
 }
 
@@ -445,6 +460,9 @@ fn raw_entry(builder: &mut tar::Builder<Vec<u8>>, name: &[u8], kind: tar::EntryT
     }
     h.set_entry_type(kind);
     h.set_mode(0o644);
+    // Valid owners, so that each case is refused for what it tests, not for its header.
+    h.set_uid(0);
+    h.set_gid(0);
     h.set_size(data.len() as u64);
     h.set_mtime(1_700_000_000);
     h.set_cksum();
@@ -790,4 +808,32 @@ async fn leftovers_of_a_killed_restore_are_found_and_removed() {
         assert_eq!(&env().checksums(db), sums);
     }
     fx.drop_dbs();
+}
+
+/// A database with many tables: the swap's one `RENAME TABLE` is longer than one command-line
+/// argument may be (128 KiB), so it goes through the client's stdin.
+#[tokio::test]
+async fn a_database_with_many_tables_swaps_in_one_statement() {
+    let e = env();
+    let db = format!("rmany_{}", std::process::id());
+    // 450 tables of 64-character names: the statement is about 170 KB.
+    let long = "n".repeat(58);
+    let mut sql = format!("DROP DATABASE IF EXISTS `{db}`; CREATE DATABASE `{db}`; USE `{db}`;\n");
+    for i in 0..450 {
+        sql.push_str(&format!(
+            "CREATE TABLE t{i:04}_{long} (id INT PRIMARY KEY) ENGINE=Aria; INSERT INTO t{i:04}_{long} VALUES ({i});\n"
+        ));
+    }
+    e.sql(&sql);
+    let prefix = unique_prefix("rmany");
+    let out = Run::garage(&["backup", "--only", "db"], &prefix).env("SEATABLE_BACKUP_DATABASES", &db).output();
+    assert_exit(&out, 0);
+    let sums = e.checksums(&db);
+    e.sql(&format!("DELETE FROM `{db}`.`t0000_{long}`; DROP TABLE `{db}`.`t0449_{long}`"));
+    let out = Run::garage(&["restore", "--db", &db], &prefix).output();
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("450 tables swapped in"), "{}", stdout(&out));
+    assert_eq!(e.checksums(&db), sums);
+    assert_eq!(leftovers(e.container(), &db).trim(), "");
+    e.sql(&format!("DROP DATABASE `{db}`"));
 }

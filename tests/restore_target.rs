@@ -68,6 +68,8 @@ async fn migration_restores_another_hosts_set_into_another_container_and_directo
             .env("SEATABLE_BACKUP_HOST_NAME", "newhost")
             .env("SEATABLE_BACKUP_DB_CONTAINER", e.target_container())
             .env("SEATABLE_BACKUP_DATA_DIR", &target_data)
+            // The new host's configuration names the same database as the old one's.
+            .env("SEATABLE_BACKUP_DATABASES", &db)
             .output()
     };
     let out = restore(&["restore"]);
@@ -78,7 +80,8 @@ async fn migration_restores_another_hosts_set_into_another_container_and_directo
         stderr(&out)
     );
 
-    // Databases an interrupted restore left behind are dropped first (with a warning).
+    // An `old` database that still holds tables is what a restore killed during its swap moved
+    // out of the live database: it is never dropped, the restore stops before changing anything.
     let target = e.target_container();
     e.sql_at(
         target,
@@ -89,8 +92,15 @@ async fn migration_restores_another_hosts_set_into_another_container_and_directo
         ),
     );
     let out = restore(&["restore", "--from-host", "oldhost"]);
+    assert_exit(&out, 3);
+    assert!(stderr(&out).contains(&format!("database `{db}__sb_old` holds 1 tables")), "{}", stderr(&out));
+    assert!(!target_data.exists(), "nothing was changed");
+    // Empty `old` databases and staging databases an interrupted restore left behind are
+    // dropped first (with a warning).
+    e.sql_at(target, "", &format!("DROP TABLE `{db}__sb_old`.junk"));
+    let out = restore(&["restore", "--from-host", "oldhost"]);
     assert_exit(&out, 0);
-    assert!(stderr(&out).contains("dropping a database left by an interrupted restore"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("database left by an interrupted restore"), "{}", stderr(&out));
     let left = e.sql_at(
         target,
         "",

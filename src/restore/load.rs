@@ -36,6 +36,10 @@ pub const SANDBOX_LINE: &[u8] = b"/*!999999\\- enable the sandbox mode */";
 
 const MARKER: &str = "seatable-backup:loaded";
 
+/// SQL longer than this goes through the client's stdin: one argument may hold at most 128 KiB
+/// (Linux's MAX_ARG_STRLEN).
+const MAX_SQL_ARGUMENT: usize = 64 * 1024;
+
 /// The databases one restore of `live` works with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbNames {
@@ -163,9 +167,13 @@ impl DbSource {
     async fn sql_args(&self, sql: &str, extra: &[String]) -> anyhow::Result<Vec<Vec<String>>> {
         let mut args: Vec<String> = vec!["-N".into(), "-B".into()];
         args.extend(extra.iter().cloned());
-        args.push("-e".into());
-        args.push(sql.into());
-        let out = self.run_capture(&args).await?;
+        let out = if sql.len() > MAX_SQL_ARGUMENT {
+            self.sql_through_stdin(sql, args, extra).await?
+        } else {
+            args.push("-e".into());
+            args.push(sql.into());
+            self.run_capture(&args).await?
+        };
         if out.status.exit_code != 0 {
             let first = sql.split_whitespace().take(4).collect::<Vec<_>>().join(" ");
             return Err(source(format!(
@@ -180,6 +188,29 @@ impl DbSource {
             .filter(|l| !l.is_empty())
             .map(|l| l.split('\t').map(str::to_string).collect())
             .collect())
+    }
+
+    /// Runs SQL too long for one argument (the swap's `RENAME TABLE` of a database with
+    /// thousands of tables) through the client's stdin. It ends with the client's own `quit`,
+    /// as a load does, so it ends whether or not the end of stdin reaches the client.
+    async fn sql_through_stdin(&self, sql: &str, args: Vec<String>, extra: &[String]) -> anyhow::Result<ExecOutput> {
+        let delimiter = extra.iter().find_map(|a| a.strip_prefix("--delimiter=")).unwrap_or(";");
+        let Client { mut input, finish, .. } = self.start_client(args).await?;
+        let text = format!("{sql}\n{delimiter}\nquit\n");
+        let written = async {
+            input.write_all(text.as_bytes()).await?;
+            input.flush().await?;
+            input.shutdown().await
+        }
+        .await;
+        drop(input);
+        let out = finish.await?;
+        if let Err(e) = written {
+            if out.status.exit_code == 0 {
+                return Err(source(format!("feeding SQL to the client in {}: {e}", self.describe())));
+            }
+        }
+        Ok(out)
     }
 
     /// Runs SQL that must not wait long for a lock (the swap, the cleanup): the session's
@@ -218,7 +249,8 @@ impl DbSource {
         let out = self
             .run_capture(&["--sandbox".into(), "-N".into(), "-B".into(), "-e".into(), format!("{line} SELECT 1")])
             .await?;
-        if out.status.exit_code == 0 {
+        // The failpoint lets the tests take the path of a client without `--sandbox`.
+        if out.status.exit_code == 0 && crate::failpoint::hit("client.sandbox").is_ok() {
             return Ok(ClientFeatures { sandbox_option: true, sandbox_line: true });
         }
         let out = self.run_capture(&["-N".into(), "-B".into(), "-e".into(), format!("{line} SELECT 1")]).await?;
@@ -234,8 +266,8 @@ impl DbSource {
         self.sql_bounded(&format!("DROP DATABASE IF EXISTS {}", ident(db)), 20).await.map(|_| ())
     }
 
-    /// The character sets and tables of `dbs` (those that exist), in one query: every query is a
-    /// command run in the container, which costs about 0.1 s.
+    /// The character sets, tables, triggers and other objects of `dbs` (those that exist), in
+    /// one query: every query is a command run in the container, which costs about 0.1 s.
     pub async fn schemas(&self, dbs: &[&str]) -> anyhow::Result<Schemas> {
         let list = dbs.iter().map(|d| literal(d)).collect::<Vec<_>>().join(", ");
         let rows = self
@@ -245,7 +277,13 @@ impl DbSource {
                  UNION ALL SELECT 'table', TABLE_SCHEMA, TABLE_NAME, '' \
                  FROM information_schema.TABLES WHERE TABLE_SCHEMA IN ({list}) AND TABLE_TYPE <> 'VIEW' \
                  UNION ALL SELECT 'trigger', TRIGGER_SCHEMA, TRIGGER_NAME, '' \
-                 FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA IN ({list})"
+                 FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA IN ({list}) \
+                 UNION ALL SELECT 'object', TABLE_SCHEMA, TABLE_NAME, '' \
+                 FROM information_schema.VIEWS WHERE TABLE_SCHEMA IN ({list}) \
+                 UNION ALL SELECT 'object', ROUTINE_SCHEMA, ROUTINE_NAME, '' \
+                 FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA IN ({list}) \
+                 UNION ALL SELECT 'object', EVENT_SCHEMA, EVENT_NAME, '' \
+                 FROM information_schema.EVENTS WHERE EVENT_SCHEMA IN ({list})"
             ))
             .await?;
         let mut known = Schemas::default();
@@ -260,6 +298,7 @@ impl DbSource {
                 (Some("trigger"), Some(db), Some(name)) => {
                     known.triggers.entry(db.clone()).or_default().push(unescape(name))
                 }
+                (Some("object"), Some(db), Some(_)) => *known.others.entry(db.clone()).or_default() += 1,
                 _ => {}
             }
         }
@@ -486,11 +525,19 @@ pub struct Schemas {
     tables: std::collections::HashMap<String, Vec<String>>,
     /// Database -> its triggers, sorted.
     triggers: std::collections::HashMap<String, Vec<String>>,
+    /// Database -> how many views, routines and events it has.
+    others: std::collections::HashMap<String, usize>,
 }
 
 impl Schemas {
     pub fn exists(&self, db: &str) -> bool {
         self.charsets.contains_key(db)
+    }
+
+    /// Whether `db` has views, triggers, routines or events (objects that cannot move with
+    /// its tables).
+    pub fn has_objects(&self, db: &str) -> bool {
+        !self.triggers(db).is_empty() || self.others.get(db).is_some_and(|n| *n > 0)
     }
 
     pub fn triggers(&self, db: &str) -> &[String] {

@@ -72,6 +72,8 @@ struct Planned {
     dir: Option<(Item, DataTarget)>,
     mirrors: Vec<(catalog::ObjectEntry, crate::mirror::Bucket)>,
     db_src: Option<Arc<DbSource>>,
+    /// What the server held of the live, staging and old databases when planned.
+    schemas: load::Schemas,
     app: Option<(Docker, String, bool)>,
     migrating: bool,
 }
@@ -224,9 +226,10 @@ async fn plan_restore(
         return Err(usage(format!("nothing to restore: set {id} holds no such component")));
     }
     let db_src = if dbs.is_empty() { None } else { Some(Arc::new(DbSource::connect(&config.database).await?)) };
-    if let Some(src) = &db_src {
-        stage::check_db_leftovers(src, &dbs).await?;
-    }
+    let schemas = match &db_src {
+        Some(src) => stage::check_db_leftovers(src, &dbs).await?,
+        None => Default::default(),
+    };
     if let Some((_, t)) = &dir {
         if t.mode == DirMode::InPlace {
             tracing::info!(dir = %t.target.display(), "the {} is a mount point: its entries are swapped inside it", t.what);
@@ -238,7 +241,7 @@ async fn plan_restore(
     }
     let migrating = id.host != config.host;
     let app = app.map(|(d, n, r, _)| (d, n, r));
-    Ok(Planned { set, dbs, dir, mirrors, db_src, app, migrating })
+    Ok(Planned { set, dbs, dir, mirrors, db_src, schemas, app, migrating })
 }
 
 /// Objects first: putting them back only adds to SeaTable's buckets, so a failure here leaves
@@ -294,7 +297,7 @@ async fn stage_all(
             sessions: cleanup.sessions.clone(),
         };
         for it in &p.dbs {
-            dbs.push(stage::stage_database(src, store, it, &feed, policy, cleanup).await?);
+            dbs.push(stage::stage_database(src, store, it, &feed, policy, &p.schemas, cleanup).await?);
         }
     }
     let mut unpacked = None;

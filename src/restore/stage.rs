@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::io::StreamReader;
 
-use super::load::{ident, DbNames, FeedError, FeedOptions, SchemaObject};
+use super::load::{ident, DbNames, FeedError, FeedOptions, SchemaObject, Schemas};
 use super::plan::{DataTarget, DbItem, Item};
 use crate::codec::decompress;
 use crate::error::{integrity, source, Class, Failure};
@@ -136,9 +136,10 @@ pub struct StagedDb {
 /// and empty `old` databases are dropped (with a warning); an `old` database that holds
 /// tables is the previous content of a live database whose restore was killed during its
 /// swap, and is never dropped: the restore stops before changing anything.
-pub async fn check_db_leftovers(db: &DbSource, targets: &[DbItem]) -> anyhow::Result<()> {
+/// Returns what the server holds of the live databases (for the stage phase).
+pub async fn check_db_leftovers(db: &DbSource, targets: &[DbItem]) -> anyhow::Result<Schemas> {
     let names: Vec<DbNames> = targets.iter().map(|t| DbNames::for_db(&t.target)).collect::<Result<_, _>>()?;
-    let all: Vec<&str> = names.iter().flat_map(|n| [n.staging.as_str(), n.old.as_str()]).collect();
+    let all: Vec<&str> = names.iter().flat_map(|n| [n.live.as_str(), n.staging.as_str(), n.old.as_str()]).collect();
     let known = db.schemas(&all).await?;
     for n in &names {
         if known.exists(&n.old) && !known.tables(&n.old).is_empty() {
@@ -164,7 +165,7 @@ pub async fn check_db_leftovers(db: &DbSource, targets: &[DbItem]) -> anyhow::Re
             }
         }
     }
-    Ok(())
+    Ok(known)
 }
 
 /// Loads one database of the set (its main dump, then its tables kept apart) into its staging
@@ -175,10 +176,10 @@ pub async fn stage_database(
     it: &DbItem,
     feed: &FeedOptions,
     policy: DownloadPolicy,
+    known: &Schemas,
     cleanup: &Cleanup,
 ) -> anyhow::Result<StagedDb> {
     let names = DbNames::for_db(&it.target)?;
-    let known = db.schemas(&[&names.live]).await?;
     // One command: each one run in the container costs about 0.1 s.
     db.sql_bounded(
         &format!(
@@ -200,7 +201,7 @@ pub async fn stage_database(
     }
     let after = db.schemas(&[&names.live, &names.staging]).await?;
     guard_live_triggers(db, &names.live, known.triggers(&names.live), after.triggers(&names.live)).await?;
-    let objects = db.schema_objects(&names.staging).await?;
+    let objects = if after.has_objects(&names.staging) { db.schema_objects(&names.staging).await? } else { Vec::new() };
     if !objects.is_empty() {
         tracing::info!(database = %it.target, objects = objects.len(), "the dump has views, triggers, routines or events: they are recreated in the live database at the swap");
         let drops = super::load::drop_objects(&names.staging, &objects).join(";\n");

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
 
-use super::load::{create_objects, drop_objects, ident, SchemaObject};
+use super::load::{create_objects, drop_objects, ident, SchemaObject, Schemas};
 use super::plan::{DataTarget, DirMode, IN_PLACE_PREFIX};
 use super::stage::StagedDb;
 use crate::error::{source, Class, Failure};
@@ -120,11 +120,11 @@ pub async fn swap(
     cancel: &CancellationToken,
 ) -> anyhow::Result<Swapped> {
     let mut journal = Journal { db, steps: Vec::new() };
-    let live_objects = match db {
+    let (known, live_objects) = match db {
         Some(src) if !dbs.is_empty() => preflight(src, dbs).await?,
-        _ => Vec::new(),
+        _ => Default::default(),
     };
-    let result = take_steps(&mut journal, dbs, &live_objects, dir, cancel).await;
+    let result = take_steps(&mut journal, dbs, &known, &live_objects, dir, cancel).await;
     match result {
         Ok(()) => Ok(commit(db, dbs, dir, replace, &journal.steps).await),
         Err(e) => {
@@ -140,7 +140,7 @@ pub async fn swap(
 
 /// Checks, before any step, that every staging database is there with the tables it was
 /// loaded with, and reads the live databases' views, triggers, routines and events.
-async fn preflight(src: &DbSource, dbs: &[StagedDb]) -> anyhow::Result<Vec<Vec<SchemaObject>>> {
+async fn preflight(src: &DbSource, dbs: &[StagedDb]) -> anyhow::Result<(Schemas, Vec<Vec<SchemaObject>>)> {
     let names: Vec<&str> =
         dbs.iter().flat_map(|d| [d.names.live.as_str(), d.names.staging.as_str(), d.names.old.as_str()]).collect();
     let known = src.schemas(&names).await?;
@@ -163,9 +163,13 @@ async fn preflight(src: &DbSource, dbs: &[StagedDb]) -> anyhow::Result<Vec<Vec<S
         if known.exists(&d.names.old) {
             return Err(source(format!("database `{}` exists at the swap; nothing was changed", d.names.old)));
         }
-        objects.push(if known.exists(&d.names.live) { src.schema_objects(&d.names.live).await? } else { Vec::new() });
+        objects.push(if known.has_objects(&d.names.live) {
+            src.schema_objects(&d.names.live).await?
+        } else {
+            Vec::new()
+        });
     }
-    Ok(objects)
+    Ok((known, objects))
 }
 
 /// Database steps are journaled BEFORE they are taken: a statement can fail after it took
@@ -180,6 +184,7 @@ fn check_cancel(cancel: &CancellationToken) -> anyhow::Result<()> {
 async fn take_steps(
     j: &mut Journal<'_>,
     dbs: &[StagedDb],
+    known: &Schemas,
     live_objects: &[Vec<SchemaObject>],
     dir: Option<&DataTarget>,
     cancel: &CancellationToken,
@@ -187,7 +192,6 @@ async fn take_steps(
     check_cancel(cancel)?;
     failpoint::hit("swap.start")?;
     if let (Some(src), false) = (j.db, dbs.is_empty()) {
-        let known = src.schemas(&dbs.iter().map(|d| d.names.live.as_str()).collect::<Vec<_>>()).await?;
         // 1. Databases.
         let mut created = Vec::new();
         let mut script = Vec::new();
