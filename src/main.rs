@@ -9,8 +9,8 @@ use seatable_backup::cli::{Cli, Command, DbModeArg, LogFormat, RestorePart, Rete
 use seatable_backup::config::Config;
 use seatable_backup::error::{class_of, hint_of, one_line, Class};
 use seatable_backup::monitor::{Monitor, RunReport};
+use seatable_backup::restore::untar::UntarOptions;
 use seatable_backup::restore::{self, Part, RestoreOptions};
-use seatable_backup::source::untar::UntarOptions;
 use seatable_backup::verify::{self, VerifyOptions};
 use seatable_backup::{clock, list, lock, output, plan, prune, retention, store};
 use tracing_subscriber::EnvFilter;

@@ -90,7 +90,7 @@ async fn check_object(store: &Arc<dyn Store>, o: &ObjectEntry, policy: DownloadP
         Kind::Tar => {
             let key = o.key.clone();
             tokio::task::spawn_blocking(move || {
-                use crate::source::untar;
+                use crate::restore::untar;
                 // Raw bytes are counted for the manifest's raw_size; `check` reads to the end.
                 let mut counting = Counting { inner: SyncIoBridge::new(reader), n: 0 };
                 // Exactly the rules of restore's unpacking with its defaults, writing nothing.

@@ -402,3 +402,15 @@ fn help_lists_the_commands() {
         assert!(stdout(&out).contains(c));
     }
 }
+
+/// A database name from the configuration (or SeaTable's `.env`) is an argument of the dump
+/// command: one that looks like an option is refused before anything runs.
+#[tokio::test]
+async fn option_like_database_names_are_refused() {
+    let prefix = unique_prefix("optname");
+    for bad in ["--execute=DROP DATABASE ccnet_db", "a.b", "x`y"] {
+        let out = Run::garage(&["backup", "--only", "db"], &prefix).env("SEATABLE_BACKUP_DATABASES", bad).output();
+        assert_exit(&out, 2);
+        assert!(stderr(&out).contains("is not a plain name"), "{bad}: {}", stderr(&out));
+    }
+}

@@ -10,13 +10,16 @@
 //!
 //! [`load`] holds the SQL side (the client fed through the DB container's exec, the schema
 //! objects that cannot move with their tables), [`guard`] the refusal of client commands for
-//! clients without `--sandbox`.
+//! clients without `--sandbox`, [`untar`] the hostile-input-safe unpacking (and the same rules
+//! without writing, for `verify`), [`targuard`] the bound on tar metadata records.
 
 pub mod guard;
 pub mod load;
 pub mod plan;
 pub mod stage;
 pub mod swap;
+pub mod targuard;
+pub mod untar;
 
 use std::sync::Arc;
 
@@ -30,13 +33,13 @@ use crate::list::human_bytes;
 use crate::seatable::{compare_versions, Install};
 use crate::source::docker::Docker;
 use crate::source::dump::DbSource;
-use crate::source::untar::UntarOptions;
 use crate::store::download::DownloadPolicy;
 use crate::store::Store;
 use load::{DbNames, FeedOptions};
 use plan::{DataTarget, DbItem, DirMode, Item, Items};
 pub use stage::Cleanup;
 use stage::StagedDb;
+use untar::UntarOptions;
 
 /// Which part of a set to restore.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,7 +120,12 @@ async fn run_phases(
             stage::remove_dir_logged(&leftover, "leftover staging directory").await;
         }
     }
-    let object_lines = restore_mirrors(config, &store, &p.mirrors).await?;
+    let object_lines = tokio::select! {
+        r = restore_mirrors(config, &store, &p.mirrors) => r?,
+        _ = cancel.cancelled() => {
+            return Err(Failure::new(Class::Interrupted, "restore interrupted by a signal while putting mirrored objects back; the databases and the data directory were not changed").into());
+        }
+    };
     if let Some((_, name, true)) = &p.app {
         tracing::warn!(container = %name, "SeaTable's app container is running: it may write while the restore runs; stopping it first is safer");
     }
@@ -279,7 +287,7 @@ async fn stage_all(
     opts: &RestoreOptions,
     policy: DownloadPolicy,
     cleanup: &Cleanup,
-) -> anyhow::Result<(Vec<StagedDb>, Option<crate::source::untar::UntarReport>)> {
+) -> anyhow::Result<(Vec<StagedDb>, Option<untar::UntarReport>)> {
     let mut dbs = Vec::new();
     if let Some(src) = &p.db_src {
         let features = src.client_features().await?;

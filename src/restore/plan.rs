@@ -29,11 +29,12 @@ pub struct Item {
 }
 
 impl Item {
-    /// What the download must match: the manifest's hashes, or (a set restored without
-    /// manifest, `--allow-incomplete`) only the size.
+    /// What the download must match: the manifest's chunk hashes (or, for an older set, its
+    /// whole-object hash), or (a set restored without manifest, `--allow-incomplete`) only the
+    /// size.
     pub fn expected(&self) -> anyhow::Result<Expected> {
         match &self.entry {
-            Some(e) => Expected::of(e),
+            Some(e) => Expected::of(e).map(Expected::chunks_only),
             None => Ok(Expected::size_only(self.size)),
         }
     }

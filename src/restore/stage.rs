@@ -19,8 +19,8 @@ use super::load::{ident, DbNames, FeedError, FeedOptions, SchemaObject, Schemas}
 use super::plan::{DataTarget, DbItem, Item};
 use crate::codec::decompress;
 use crate::error::{integrity, source, Class, Failure};
+use crate::restore::untar::{self, UntarOptions, UntarReport};
 use crate::source::dump::DbSource;
-use crate::source::untar::{self, UntarOptions, UntarReport};
 use crate::store::download::{open_verified, DownloadPolicy, FetchState, Legacy};
 use crate::store::Store;
 

@@ -207,9 +207,18 @@ impl DbSource {
         }
     }
 
-    /// Fails, naming the first, if a wanted database does not exist.
+    /// Fails, naming the first, if a wanted database is not a plain name (it is an argument of
+    /// the dump command, where a name like `--x` would be read as an option) or does not exist.
     pub fn check_databases(&self, wanted: &[String]) -> anyhow::Result<()> {
         for db in wanted {
+            if !crate::catalog::valid_db_name(db) {
+                return Err(Failure::new(
+                    Class::Usage,
+                    format!("database name `{}` is not a plain name (letters, digits, `_`)", db.escape_debug()),
+                )
+                .with_hint("check `database.databases` and the database names in SeaTable's `.env`")
+                .into());
+            }
             if !self.databases.contains(db) {
                 return Err(Failure::new(
                     Class::Source,

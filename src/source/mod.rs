@@ -9,8 +9,6 @@ pub mod data;
 pub mod docker;
 pub mod dump;
 pub mod tar;
-pub mod targuard;
-pub mod untar;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -110,6 +110,16 @@ impl Expected {
 
     /// Only the size is known: an object of a set without manifest, restored with
     /// `--allow-incomplete`. The one case where no hash is checked.
+    /// Without the whole object's SHA-256 when every chunk has one: the chunk hashes cover
+    /// every byte (and the size is still checked), so a restore need not hash everything twice.
+    /// `verify` keeps both, which also checks that the manifest agrees with itself.
+    pub fn chunks_only(mut self) -> Expected {
+        if self.chunks.is_some() {
+            self.sha256 = None;
+        }
+        self
+    }
+
     pub fn size_only(size: u64) -> Expected {
         Expected { size, sha256: None, chunks: None }
     }
@@ -276,7 +286,9 @@ where
             return Err(format!("object `{}` is longer than the manifest says ({size} bytes)", self.key));
         }
         self.received += b.len() as u64;
-        self.whole.update(&b);
+        if self.expected.sha256.is_some() {
+            self.whole.update(&b);
+        }
         let Some(cs) = self.expected.chunks.as_ref().map(|c| c.size) else {
             self.push_ready(b);
             return Ok(());
@@ -632,6 +644,26 @@ mod tests {
         let (got, err, _) = verify_pieces(&longer, &[], expected(&bytes, 3000));
         assert!(got.len() <= 9000);
         assert!(err.unwrap().contains("longer than the manifest"));
+    }
+
+    #[test]
+    fn chunk_hashes_alone_check_every_byte() {
+        let bytes = data(10_000, 9);
+        let want = expected(&bytes, 3000).chunks_only();
+        assert!(want.sha256.is_none());
+        let (got, err, _) = verify_pieces(&bytes, &[1234, 5000], want);
+        assert_eq!((got, err), (bytes.clone(), None));
+        for at in [0, 2999, 3000, 9999] {
+            let mut bad = bytes.clone();
+            bad[at] ^= 1;
+            let (got, err, _) = verify_pieces(&bad, &[4321], expected(&bytes, 3000).chunks_only());
+            assert_eq!(got, bytes[..(at / 3000 * 3000)], "byte {at}");
+            assert!(err.unwrap().contains(&format!("chunk {}", at / 3000)), "byte {at}");
+        }
+        // Without chunk hashes the whole-object hash stays.
+        let mut legacy = expected(&bytes, 3000);
+        legacy.chunks = None;
+        assert!(legacy.chunks_only().sha256.is_some());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Safe extraction of a tar stream into an empty staging directory (the restore side of
-//! [`super::tar`]), and [`check`], which applies the very same rules to a stream without
+//! [`crate::source::tar`]), and [`check`], which applies the very same rules to a stream without
 //! writing anything (what `verify` runs, so that a passing `verify` means `restore` accepts
 //! the archive).
 //!
@@ -75,7 +75,7 @@ pub struct UntarOptions {
     pub restore_owner: bool,
 }
 
-/// What was unpacked, or would be (counted like [`super::tar::TarStats`]).
+/// What was unpacked, or would be (counted like [`crate::source::tar::TarStats`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UntarReport {
     /// Regular files created with their contents.
