@@ -342,10 +342,11 @@ async fn truncated_and_missing_objects_and_a_lying_manifest_are_caught() {
     assert_exit(&out, 5);
     store.put_object(&data_key, data).await.unwrap();
 
-    // The manifest lies about a hash.
+    // The manifest lies about a chunk's hash: restore checks every chunk before it uses it.
     let mut lying = m.clone();
     let o = lying.objects.iter_mut().find(|o| o.kind == Kind::Tar).unwrap();
-    o.sha256 = "0".repeat(64);
+    assert!(!o.chunk_sha256.is_empty(), "schema 3 records chunk hashes");
+    o.chunk_sha256[0] = "0".repeat(64);
     store.put_object(&mkey, lying.to_json().into()).await.unwrap();
     let out = fx.run(&["restore", &stamp]);
     assert_exit(&out, 5);
@@ -354,6 +355,19 @@ async fn truncated_and_missing_objects_and_a_lying_manifest_are_caught() {
     let out = fx.run(&["verify", &stamp]);
     assert_exit(&out, 5);
     assert!(stderr(&out).contains(&data_key), "{}", stderr(&out));
+    // It lies about the whole object's hash only: the chunk hashes vouch for every byte (a
+    // restore checks those), and `verify`, which checks both, finds that the manifest does not
+    // agree with itself.
+    let mut lying = m.clone();
+    lying.objects.iter_mut().find(|o| o.kind == Kind::Tar).unwrap().sha256 = "0".repeat(64);
+    store.put_object(&mkey, lying.to_json().into()).await.unwrap();
+    let out = fx.run(&["verify", &stamp]);
+    assert_exit(&out, 5);
+    assert!(
+        stderr(&out).contains(&data_key) && stderr(&out).contains("does not match the manifest"),
+        "{}",
+        stderr(&out)
+    );
     store.put_object(&mkey, m.to_json().into()).await.unwrap();
 
     // A set without a manifest is refused, unless asked.
