@@ -257,11 +257,6 @@ impl DbSource {
         Ok(ClientFeatures { sandbox_option: false, sandbox_line: out.status.exit_code == 0 })
     }
 
-    /// Whether the client understands the sandbox-mode line that newer dumps start with.
-    pub async fn client_knows_sandbox(&self) -> anyhow::Result<bool> {
-        Ok(self.client_features().await?.sandbox_line)
-    }
-
     pub async fn drop_database(&self, db: &str) -> anyhow::Result<()> {
         self.sql_bounded(&format!("DROP DATABASE IF EXISTS {}", ident(db)), 20).await.map(|_| ())
     }
