@@ -22,6 +22,8 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{valid_segment, RetentionConfig};
+/// Recorded in the manifest as the tar writer reports it.
+pub use crate::source::tar::ExternalSymlink;
 use crate::store::{ObjectInfo, Store, StoreError};
 
 pub const MANIFEST: &str = "manifest.json";
@@ -160,6 +162,11 @@ pub fn log_tables_name(db: &str, ext: &str) -> String {
 /// The relative key of the compose directory's archive within a set.
 pub fn config_name(ext: &str) -> String {
     format!("config/seatable-compose.tar.{ext}")
+}
+
+/// The relative key of a mirrored bucket's index within a set.
+pub fn mirror_index_name(bucket: &str) -> String {
+    format!("objects/{bucket}.index.jsonl.zst")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -350,16 +357,6 @@ pub struct TarSummary {
     pub external_symlinks_total: u64,
 }
 
-/// A symlink of an archived directory whose target lies outside it (absolute, or climbing out
-/// with `..`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
-pub struct ExternalSymlink {
-    /// Relative to the archived directory.
-    pub path: String,
-    /// The target as stored in the link.
-    pub target: String,
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Skipped {
     pub what: String,
@@ -421,9 +418,19 @@ impl SetSummary {
     }
 }
 
+/// The listing prefix of everything under the configured key prefix: `prefix/`, or the whole
+/// bucket for an empty prefix.
+pub fn prefix_dir(prefix: &str) -> String {
+    if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}/")
+    }
+}
+
 /// Groups a listing of `<prefix>/` into sets; keys that are not of a set are ignored.
 pub fn group_sets(prefix: &str, objects: &[ObjectInfo]) -> Vec<SetSummary> {
-    let base = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+    let base = prefix_dir(prefix);
     let mut sets: BTreeMap<SetId, SetSummary> = BTreeMap::new();
     for o in objects {
         let Some(rest) = o.key.strip_prefix(&base) else { continue };
@@ -460,7 +467,7 @@ pub fn group_sets(prefix: &str, objects: &[ObjectInfo]) -> Vec<SetSummary> {
 /// The sets of one host (each class's `<prefix>/<class>/<host>/` listed on its own, so other
 /// hosts' objects are not read).
 pub async fn host_sets(store: &dyn Store, prefix: &str, host: &str) -> Result<Vec<SetSummary>, StoreError> {
-    let base = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+    let base = prefix_dir(prefix);
     let mut objects = Vec::new();
     for class in Class::ALL {
         objects.extend(store.list(&format!("{base}{class}/{host}/")).await?);
@@ -470,7 +477,7 @@ pub async fn host_sets(store: &dyn Store, prefix: &str, host: &str) -> Result<Ve
 
 /// Every set under `prefix`, sorted by host, then time.
 pub async fn list_sets(store: &dyn Store, prefix: &str) -> Result<Vec<SetSummary>, StoreError> {
-    let listing_prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+    let listing_prefix = prefix_dir(prefix);
     let objects = store.list(&listing_prefix).await?;
     Ok(group_sets(prefix, &objects))
 }
@@ -604,7 +611,7 @@ fn check_kind(id: &SetId, dir: &str, o: &ObjectEntry) -> Result<(), String> {
         Kind::Tar if o.component == "config" => ("config/", rest.starts_with("config/")),
         Kind::Tar => ("data/", rest.starts_with("data/")),
         Kind::MirrorIndex => {
-            let expected = o.mirror.as_ref().map(|m| crate::mirror::index_name(&m.bucket));
+            let expected = o.mirror.as_ref().map(|m| mirror_index_name(&m.bucket));
             let ok = match &expected {
                 Some(e) => rest == e,
                 None => false,
@@ -734,7 +741,7 @@ pub async fn choose_set(store: &dyn Store, prefix: &str, sel: &Selection) -> any
                 }
                 match load(s.clone()).await {
                     Ok(c) => return Ok(c),
-                    Err(e) if crate::error::class_of(&e) == Class::Integrity && !sel.strict => {
+                    Err(e) if crate::exit::class_of(&e) == Class::Integrity && !sel.strict => {
                         tracing::warn!(set = %s.id(), error = %format!("{e:#}"), "skipping a set that does not check out");
                     }
                     Err(e) => return Err(e),

@@ -43,6 +43,12 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
 }
 
+impl crate::error::Classify for ConfigError {
+    fn class(&self) -> crate::error::Class {
+        crate::error::Class::Usage
+    }
+}
+
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key: key.to_string(), message: message.into() }
 }

@@ -1,8 +1,9 @@
 //! Error classes and exit codes.
 //!
 //! Every failure the program reports belongs to one class, and the class decides the exit code.
-//! Lower layers return typed errors (`StoreError`, `TarError`, ...) or a [`Failure`] with a
-//! class; `anyhow` context is added above that. `main` walks the error chain to find the class.
+//! Lower layers return typed errors that implement [`Classify`] (`StoreError`, `TarError`, ...)
+//! or a [`Failure`] with a class; `anyhow` context is added above that. This module knows none
+//! of the typed errors: `exit.rs`, above them all, finds the class in an error chain.
 
 use std::fmt;
 
@@ -87,26 +88,10 @@ pub fn integrity(msg: impl Into<String>) -> anyhow::Error {
     Failure::new(Class::Integrity, msg).into()
 }
 
-/// The class of an error: the first classified error found in its chain.
-pub fn class_of(err: &anyhow::Error) -> Class {
-    for cause in err.chain() {
-        if let Some(f) = cause.downcast_ref::<Failure>() {
-            return f.class;
-        }
-        if let Some(e) = cause.downcast_ref::<crate::store::StoreError>() {
-            return match e {
-                crate::store::StoreError::Short { .. } => Class::Integrity,
-                _ => Class::Storage,
-            };
-        }
-        if cause.downcast_ref::<crate::source::tar::TarError>().is_some() {
-            return Class::Source;
-        }
-        if cause.downcast_ref::<crate::config::ConfigError>().is_some() {
-            return Class::Usage;
-        }
-    }
-    Class::Internal
+/// A typed error that knows its class. Each module's error enum implements it where it is
+/// defined; [`crate::exit::class_of`] asks it when it meets one in an error chain.
+pub trait Classify {
+    fn class(&self) -> Class;
 }
 
 /// The hint attached anywhere in the chain, if any.

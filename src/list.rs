@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::catalog::{check_manifest, group_sets, Manifest, SetSummary, MANIFEST};
 use crate::config::Config;
+use crate::output::human_bytes;
 use crate::store::Store;
 
 /// A set as `list` shows it: its summary, and what its manifest says.
@@ -40,7 +41,7 @@ const MANIFESTS_IN_FLIGHT: usize = 8;
 
 pub async fn run(config: &Config, store: &dyn Store, of_host: Option<&str>, json: bool) -> anyhow::Result<()> {
     let prefix = &config.storage.prefix;
-    let listing_prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+    let listing_prefix = crate::catalog::prefix_dir(prefix);
     let objects = store.list(&listing_prefix).await?;
     let mut sets = group_sets(prefix, &objects);
     if let Some(h) = of_host {
@@ -102,21 +103,6 @@ pub async fn run(config: &Config, store: &dyn Store, of_host: Option<&str>, json
         print!("{}", render(&listed, store.describe(), prefix));
     }
     Ok(())
-}
-
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
 
 fn human_age(set: &SetSummary) -> String {

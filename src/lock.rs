@@ -7,7 +7,6 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Class, Failure};
@@ -40,10 +39,9 @@ pub fn acquire(path: &Path, command: &str) -> anyhow::Result<RunLock> {
             Failure::new(Class::Usage, format!("cannot open lock file `{}`: {e}", path.display()))
                 .with_hint("set `lock_file` (SEATABLE_BACKUP_LOCK_FILE) to a path this user may write")
         })?;
-    // SAFETY: flock on a descriptor we own; no memory is involved.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
             let holder = holder.trim();
@@ -60,7 +58,9 @@ pub fn acquire(path: &Path, command: &str) -> anyhow::Result<RunLock> {
             )
             .into());
         }
-        return Err(Failure::new(Class::Usage, format!("cannot lock `{}`: {err}", path.display())).into());
+        Err(std::fs::TryLockError::Error(err)) => {
+            return Err(Failure::new(Class::Usage, format!("cannot lock `{}`: {err}", path.display())).into());
+        }
     }
     let previous = {
         let mut s = String::new();
@@ -82,6 +82,22 @@ pub fn acquire(path: &Path, command: &str) -> anyhow::Result<RunLock> {
     Ok(RunLock { _file: file, path: path.to_path_buf() })
 }
 
+/// Who holds the lock at `path` right now (`None`: nobody), looked at without writing: the file
+/// is opened read-only and locked shared for an instant.
+pub fn holder(path: &Path) -> std::io::Result<Option<String>> {
+    let file = File::open(path)?;
+    match file.try_lock_shared() {
+        Ok(()) => {
+            file.unlock()?;
+            Ok(None)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Ok(Some(std::fs::read_to_string(path).unwrap_or_default().trim().to_string()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,7 +110,7 @@ mod tests {
         // flock locks belong to the open file description: a second open in this process
         // conflicts like another process would.
         let err = acquire(&p, "prune").unwrap_err();
-        assert_eq!(crate::error::class_of(&err), Class::Busy);
+        assert_eq!(crate::exit::class_of(&err), Class::Busy);
         let msg = format!("{err:#}");
         assert!(msg.contains("`backup`") && msg.contains(&format!("pid {}", std::process::id())), "{msg}");
         drop(first);

@@ -3,14 +3,16 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use seatable_backup::backup::{self, Written};
+use seatable_backup::backup;
 use seatable_backup::catalog::{parse_before, Selection};
 use seatable_backup::cli::{Cli, Command, DbModeArg, LogFormat, RestorePart, RetentionAction, SetArgs};
 use seatable_backup::config::Config;
-use seatable_backup::error::{class_of, hint_of, one_line, Class};
+use seatable_backup::error::{hint_of, one_line, Class};
+use seatable_backup::exit::class_of;
 use seatable_backup::monitor::{Monitor, RunReport};
 use seatable_backup::restore::untar::UntarOptions;
 use seatable_backup::restore::{self, Part, RestoreOptions};
+use seatable_backup::run::RunContext;
 use seatable_backup::verify::{self, VerifyOptions};
 use seatable_backup::{clock, list, lock, output, plan, prune, retention, store};
 use tracing_subscriber::EnvFilter;
@@ -97,23 +99,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let monitor = Monitor::new(&config.monitoring);
             let started = clock::now();
             monitor.start().await;
-            let written = Written::default();
-            let work = backup::run(&config, store.clone(), args.only, &written);
-            let result = tokio::select! {
-                result = work => {
-                    if result.is_err() {
-                        written.remove_all(store.as_ref()).await;
-                    }
-                    result
-                }
-                signal = shutdown_signal() => {
-                    tracing::error!("{signal} received: aborting the backup");
-                    store::upload::abort_all_open().await;
-                    written.abort_open_uploads(store.as_ref()).await;
-                    written.remove_all(store.as_ref()).await;
-                    Err(seatable_backup::error::Failure::new(Class::Interrupted, format!("backup interrupted by {signal}; no manifest written")).into())
-                }
-            };
+            let ctx = RunContext::new();
+            let _watch = ctx.cancel_on_signal("aborting the backup");
+            let result = backup::run(&config, store.clone(), args.only, &ctx).await;
             let report = match &result {
                 Ok(m) => RunReport::new(&config, store.describe(), started, Ok(m)),
                 Err(e) => {
@@ -158,18 +146,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             // A signal does not drop the restore half-way: it asks it to stop, and the restore
             // removes what it staged or undoes the swap under way before it returns.
-            let cancel = tokio_util::sync::CancellationToken::new();
-            let on_signal = cancel.clone();
-            let watcher = tokio::spawn(async move {
-                let signal = shutdown_signal().await;
-                tracing::error!(
-                    "{signal} received: stopping the restore (what was staged is removed, a swap under way is undone)"
-                );
-                on_signal.cancel();
-            });
-            let result = restore::run(&config, store.clone(), &opts, &cancel).await;
-            watcher.abort();
-            result
+            let ctx = RunContext::new();
+            let _watch =
+                ctx.cancel_on_signal("stopping the restore (what was staged is removed, a swap under way is undone)");
+            restore::run(&config, store.clone(), &opts, &ctx).await
         }
         Command::Retention(args) => match args.action {
             RetentionAction::Show { json } => retention::show(&config, store.as_ref(), json).await,
@@ -227,17 +207,4 @@ fn selection(args: &SetArgs, config: &Config, allow_incomplete: bool) -> anyhow:
         allow_incomplete,
         strict: false,
     })
-}
-
-/// Resolves on the first SIGINT or SIGTERM, with the signal's name.
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-        std::future::pending::<()>().await;
-        return "";
-    };
-    tokio::select! {
-        _ = int.recv() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
-    }
 }

@@ -26,11 +26,11 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 
-use crate::backup::Written;
 use crate::catalog::{self, Class, Kind, Manifest, MirrorSummary, ObjectEntry, SetId};
 use crate::codec;
 use crate::config::{Algorithm, CompressionConfig, Config, Destination, RequestChecksums, S3Settings};
 use crate::error::{integrity, source, storage};
+use crate::run::Written;
 use crate::seatable::storage::{Backend, S3Credentials, S3Location, StorageBackends};
 use crate::store::s3::{CopySource, S3Store, SseC};
 use crate::store::upload;
@@ -112,11 +112,6 @@ pub async fn open_bucket(b: &Bucket, checksums: RequestChecksums) -> anyhow::Res
     Ok(S3Store::new(&b.location.bucket, &settings).await?.with_sse_c(sse_c))
 }
 
-/// The relative key of a bucket's index within a set.
-pub fn index_name(bucket: &str) -> String {
-    format!("objects/{bucket}.index.jsonl.zst")
-}
-
 /// Where a set keeps an object of a mirrored bucket. Keys our stores cannot hold as they are
 /// (empty segments, `..`, control characters) are kept under their SHA-256.
 fn stored_key(id: &SetId, prefix: &str, bucket: &str, key: &str) -> String {
@@ -178,7 +173,7 @@ pub async fn referenced_sets(
     config: &Config,
 ) -> anyhow::Result<std::collections::BTreeSet<String>> {
     let prefix = &config.storage.prefix;
-    let base = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+    let base = crate::catalog::prefix_dir(prefix);
     let mut dirs = std::collections::BTreeSet::new();
     for o in manifest.objects.iter().filter(|o| o.kind == Kind::MirrorIndex) {
         for line in read_index(store, o, config).await.with_context(|| format!("reading index `{}`", o.key))? {
@@ -337,7 +332,7 @@ pub async fn backup_bucket(
     let raw = text.len() as u64;
     let zstd = CompressionConfig { algorithm: Algorithm::Zstd, ..config.compression };
     let reader = codec::compress(tokio::io::BufReader::new(std::io::Cursor::new(text)), &zstd);
-    let key = id.key(prefix, &index_name(bucket));
+    let key = id.key(prefix, &catalog::mirror_index_name(bucket));
     let staged = upload::stage(dest, &key, reader, &config.storage.upload).await?;
     let entry = ObjectEntry {
         mirror: Some(summary),

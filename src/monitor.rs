@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::catalog::Manifest;
 use crate::config::{Config, MonitoringConfig, Secret};
-use crate::list::human_bytes;
+use crate::output::human_bytes;
 
 /// What a backup run came to.
 #[derive(Debug, Clone, Serialize)]

@@ -144,9 +144,9 @@ fn draw() {
     let secs = since.elapsed().as_secs_f64().max(0.001);
     let line = format!(
         "\r\x1b[2K{name}: {} read, {} stored, {}/s, {:.0} s",
-        crate::list::human_bytes(read),
-        crate::list::human_bytes(stored),
-        crate::list::human_bytes((read as f64 / secs) as u64),
+        human_bytes(read),
+        human_bytes(stored),
+        human_bytes((read as f64 / secs) as u64),
         secs
     );
     let mut err = std::io::stderr().lock();
@@ -210,6 +210,22 @@ impl AsyncRead for CountStored {
 fn add(counter: impl Fn(&Progress) -> &AtomicU64, n: u64) {
     if let Some(p) = PROGRESS.get() {
         counter(p).fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// `1536` -> `1.5 KiB`: binary units, one decimal.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
     }
 }
 

@@ -1,15 +1,19 @@
 //! `plan`: what would be backed up from where, with every check's result. Writes nothing.
 
+use std::path::{Path, PathBuf};
+
 use serde::Serialize;
 
-use crate::backup::{find_app, storage_info};
+use crate::backup::scope::Scope;
+use crate::backup::storage_info;
 use crate::catalog::{self, Class, SetId, StorageInfo};
-use crate::config::{Config, DbAccess};
-use crate::error::{class_of, one_line, Class as ErrClass, Failure};
-use crate::seatable::{self, Install};
+use crate::config::{Config, DbAccess, Destination, ALWAYS_EXCLUDED};
+use crate::error::{one_line, Class as ErrClass, Failure};
+use crate::exit::class_of;
+use crate::seatable::{self, AppContainer};
 use crate::source::data;
 use crate::source::dump::{DbSource, DUMP_OPTIONS};
-use crate::source::tar::{find_external_symlinks, TarOptions, MAX_EXTERNAL_LISTED};
+use crate::source::tar::{find_external_symlinks, MAX_EXTERNAL_LISTED};
 use crate::store::Store;
 
 #[derive(Debug, Serialize)]
@@ -66,226 +70,314 @@ fn fail(check: &str, err: &anyhow::Error) -> Check {
 }
 
 pub async fn run(config: &Config, store: &dyn Store, json: bool) -> anyhow::Result<()> {
-    let mut checks = Vec::new();
-    let install = match Install::detect(config) {
-        Ok(i) => i,
-        Err(e) => {
-            // Nothing else can be said reliably; report it like any failed check.
-            return Err(e.context("detecting the SeaTable install"));
-        }
+    // Nothing else can be said reliably without the install; that is the command's error.
+    let scope = Scope::new(config, None).map_err(|e| e.context("detecting the SeaTable install"))?;
+    let config = &scope.config;
+    let mut checks = vec![destination_check(store).await];
+    let (databases, db_version) = database_checks(&scope, &mut checks).await;
+    let data_dir = data_checks(config, &mut checks);
+    let app = scope.app().await;
+    checks.extend(mirror_checks(&scope).await);
+    let contents = Contents::of(&scope, &databases, data_dir.as_deref());
+    checks.push(lock_check(&config.lock_file));
+    checks.extend(object_lock_check(config, store).await);
+    checks.extend(monitoring_checks(&config.monitoring));
+
+    let id = SetId { class: Class::Daily, host: config.host.clone(), stamp: catalog::stamp(crate::clock::now()) };
+    let plan = Plan {
+        config_file: config.file.as_ref().map(|p| p.display().to_string()),
+        host: config.host.clone(),
+        destination: store.describe(),
+        set_prefix_example: id.dir(&config.storage.prefix),
+        databases: if config.database.enabled { databases } else { vec![] },
+        dump_options: DUMP_OPTIONS.iter().map(|s| s.to_string()).collect(),
+        data_dir: data_dir.as_ref().map(|d| d.display().to_string()),
+        layout: scope.install.layout.as_str().into(),
+        excluded_paths: scope.data_tar_options().excludes.iter().map(|p| p.display().to_string()).collect(),
+        compression: format!("{} level {}", config.compression.algorithm.name(), config.compression.level),
+        seatable: seatable_plan(&scope, app.as_ref(), db_version, contents.storage),
+        included: contents.included,
+        not_included: contents.not_included,
+        checks,
     };
-    let config = &install.apply(config);
-    let mut databases = config.database.databases.clone();
-    let mut db_version = None;
-
-    match store.preflight().await {
-        Ok(()) => {
-            checks.push(pass("destination reachable", format!("{} answers with these credentials", store.describe())))
-        }
-        Err(e) => checks.push(fail("destination reachable", &anyhow::Error::from(e))),
-    }
-
-    if config.database.enabled {
-        match DbSource::connect(&config.database).await {
-            Ok(src) => {
-                if let DbAccess::Container { .. } = config.database.access {
-                    checks.push(pass("Docker Engine API reachable", "ping answered"));
-                    checks.push(pass("database container found", src.describe()));
-                }
-                checks.push(pass(
-                    "dump tool found",
-                    format!(
-                        "`{}` (client `{}`{}) in {}",
-                        src.dump_binary,
-                        src.client_binary,
-                        if src.output_buffered() { "; dump output through `stdbuf -o 1M`" } else { "" },
-                        src.describe()
-                    ),
-                ));
-                checks.push(pass(
-                    "database login",
-                    format!("user `{}` accepted; server {}", config.database.user, src.server_version),
-                ));
-                db_version = Some(src.server_version.clone());
-                if !config.database.databases_configured
-                    && src.databases.iter().any(|d| d == seatable::SCHEDULER_DB)
-                    && !databases.iter().any(|d| d == seatable::SCHEDULER_DB)
-                {
-                    databases.push(seatable::SCHEDULER_DB.to_string());
-                }
-                for db in &databases {
-                    match src.check_databases(std::slice::from_ref(db)) {
-                        Ok(()) => checks.push(pass(&format!("database `{db}` exists"), "yes")),
-                        Err(e) => checks.push(fail(&format!("database `{db}` exists"), &e)),
-                    }
-                }
-            }
-            Err(e) => checks.push(fail("database server", &e)),
-        }
-    }
-
-    let mut data_dir = None;
-    if config.data.enabled {
-        match data::resolve_dir(&config.data) {
-            Ok(d) => {
-                checks.push(pass("data directory readable", d.display().to_string()));
-                data_dir = Some(d);
-            }
-            Err(e) => checks.push(fail("data directory readable", &e)),
-        }
-    }
-    if let (Some(d), false) = (&data_dir, config.data.follow_symlinks.is_empty()) {
-        let list = config.data.follow_symlinks.iter().map(|p| format!("`{}`", p.display())).collect::<Vec<_>>();
-        match data::check_follow(d, &config.data.follow_symlinks) {
-            Ok(()) => checks.push(pass(
-                "symlinks to follow (`data.follow_symlinks`)",
-                format!("{}: archived as what they point to", list.join(", ")),
-            )),
-            Err(e) => checks.push(fail("symlinks to follow (`data.follow_symlinks`)", &e)),
-        }
-    }
-
-    let app = find_app(&install, config).await;
-    // Mirroring reads SeaTable's own buckets: check each answers with SeaTable's credentials.
-    if config.seatable.mirror_object_storage && config.data.enabled {
-        for b in install.storage.as_ref().map(crate::mirror::buckets_of).unwrap_or_default() {
-            let name = format!("SeaTable's bucket `{}` readable", b.location.bucket);
-            match crate::mirror::open_bucket(&b, config.storage.s3.request_checksums).await {
-                Ok(store) => match store.preflight().await {
-                    Ok(()) => checks.push(pass(
-                        &name,
-                        format!("{} answers", b.location.endpoint().unwrap_or_else(|| "AWS S3".into())),
-                    )),
-                    Err(e) => checks.push(fail(&name, &anyhow::Error::from(e))),
-                },
-                Err(e) => checks.push(fail(&name, &e)),
-            }
-        }
-    }
-    let storage_excl = install.storage_exclusions();
-    let excluded_paths: Vec<String> = storage_excl.iter().map(|e| e.path.clone()).collect();
-    let storage =
-        install.storage.as_ref().map(|s| storage_info(s, data_dir.is_some(), &excluded_paths)).unwrap_or_default();
-    let big_data = if !config.data.enabled {
-        "not applicable (the data directory is not backed up)".to_string()
-    } else if !config.seatable.big_data_backup {
-        "off (`seatable.big_data_backup = false`)".to_string()
+    if json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
     } else {
-        match &app {
-            Some(a) if a.running => {
-                format!("`{} backup-all` runs in `{}` before the archive", seatable::SEATABLE_SH, a.name)
-            }
-            Some(a) => format!("skipped: app container `{}` is not running", a.name),
-            None => "skipped: no SeaTable app container found".to_string(),
+        print!("{}", render(&plan));
+    }
+    first_failure(&plan.checks)
+}
+
+/// The command's error when a check failed: the first one, with the class of its cause.
+fn first_failure(checks: &[Check]) -> anyhow::Result<()> {
+    let failed: Vec<&Check> = checks.iter().filter(|c| !c.ok).collect();
+    let Some(first) = failed.first() else { return Ok(()) };
+    Err(Failure::new(
+        first.class.unwrap_or(ErrClass::Internal),
+        format!("{} of {} checks failed; first: {}: {}", failed.len(), checks.len(), first.check, first.detail),
+    )
+    .into())
+}
+
+async fn destination_check(store: &dyn Store) -> Check {
+    match store.preflight().await {
+        Ok(()) => pass("destination reachable", format!("{} answers with these credentials", store.describe())),
+        Err(e) => fail("destination reachable", &anyhow::Error::from(e)),
+    }
+}
+
+/// The database server, its login and each database; returns the databases a backup would dump
+/// and the server's version.
+async fn database_checks(scope: &Scope, checks: &mut Vec<Check>) -> (Vec<String>, Option<String>) {
+    let config = &scope.config;
+    if !config.database.enabled {
+        return (config.database.databases.clone(), None);
+    }
+    let src = match DbSource::connect(&config.database).await {
+        Ok(src) => src,
+        Err(e) => {
+            checks.push(fail("database server", &e));
+            return (config.database.databases.clone(), None);
         }
     };
-    let config_source = if config.seatable.config_component { install.config_source().ok().flatten() } else { None };
+    if let DbAccess::Container { .. } = config.database.access {
+        checks.push(pass("Docker Engine API reachable", "ping answered"));
+        checks.push(pass("database container found", src.describe()));
+    }
+    checks.push(pass(
+        "dump tool found",
+        format!(
+            "`{}` (client `{}`{}) in {}",
+            src.dump_binary,
+            src.client_binary,
+            if src.output_buffered() { "; dump output through `stdbuf -o 1M`" } else { "" },
+            src.describe()
+        ),
+    ));
+    checks.push(pass(
+        "database login",
+        format!("user `{}` accepted; server {}", config.database.user, src.server_version),
+    ));
+    let databases = scope.databases(&src.databases);
+    for db in &databases {
+        match src.check_databases(std::slice::from_ref(db)) {
+            Ok(()) => checks.push(pass(&format!("database `{db}` exists"), "yes")),
+            Err(e) => checks.push(fail(&format!("database `{db}` exists"), &e)),
+        }
+    }
+    (databases, Some(src.server_version.clone()))
+}
 
-    let mut included = Vec::new();
-    let mut not_included = Vec::new();
-    if config.database.enabled {
-        included.push(format!("databases {} (one dump each, first)", databases.join(", ")));
+/// The data directory and the symlinks to follow in it; returns the directory when found.
+fn data_checks(config: &Config, checks: &mut Vec<Check>) -> Option<PathBuf> {
+    if !config.data.enabled {
+        return None;
+    }
+    let dir = match data::resolve_dir(&config.data) {
+        Ok(d) => d,
+        Err(e) => {
+            checks.push(fail("data directory readable", &e));
+            return None;
+        }
+    };
+    checks.push(pass("data directory readable", dir.display().to_string()));
+    let follow = &config.data.follow_symlinks;
+    if !follow.is_empty() {
+        const NAME: &str = "symlinks to follow (`data.follow_symlinks`)";
+        let list = follow.iter().map(|p| format!("`{}`", p.display())).collect::<Vec<_>>();
+        match data::check_follow(&dir, follow) {
+            Ok(()) => checks.push(pass(NAME, format!("{}: archived as what they point to", list.join(", ")))),
+            Err(e) => checks.push(fail(NAME, &e)),
+        }
+    }
+    Some(dir)
+}
+
+/// Mirroring reads SeaTable's own buckets: each must answer with SeaTable's credentials.
+async fn mirror_checks(scope: &Scope) -> Vec<Check> {
+    let config = &scope.config;
+    let mut checks = Vec::new();
+    if !(config.seatable.mirror_object_storage && config.data.enabled) {
+        return checks;
+    }
+    for b in scope.install.storage.as_ref().map(crate::mirror::buckets_of).unwrap_or_default() {
+        let name = format!("SeaTable's bucket `{}` readable", b.location.bucket);
+        match crate::mirror::open_bucket(&b, config.storage.s3.request_checksums).await {
+            Ok(store) => match store.preflight().await {
+                Ok(()) => checks
+                    .push(pass(&name, format!("{} answers", b.location.endpoint().unwrap_or_else(|| "AWS S3".into())))),
+                Err(e) => checks.push(fail(&name, &anyhow::Error::from(e))),
+            },
+            Err(e) => checks.push(fail(&name, &e)),
+        }
+    }
+    checks
+}
+
+/// Whether new sets get Object Lock (S3 destinations where the configuration allows it).
+async fn object_lock_check(config: &Config, store: &dyn Store) -> Option<Check> {
+    const NAME: &str = "Object Lock";
+    if !(matches!(config.storage.destination, Destination::S3 { .. }) && config.retention.object_lock) {
+        return None;
+    }
+    Some(match store.features().await {
+        Ok(f) if f.object_lock => pass(
+            NAME,
+            format!(
+                "the bucket has it: each new set is locked ({}, {})",
+                config.retention.object_lock_mode.as_str().to_lowercase(),
+                config
+                    .retention
+                    .object_lock_days
+                    .map(|d| format!("{d} days"))
+                    .unwrap_or_else(|| "its class's keep days".into())
+            ),
+        ),
+        Ok(_) => pass(NAME, "not enabled on the bucket: sets are not locked"),
+        Err(e) => fail(NAME, &anyhow::Error::from(e).context("reading the bucket's Object Lock setting")),
+    })
+}
+
+/// What a backup will and will not hold, one line each, and the storage backends with whether
+/// the set holds their objects.
+struct Contents {
+    included: Vec<String>,
+    not_included: Vec<String>,
+    storage: Vec<StorageInfo>,
+}
+
+impl Contents {
+    fn of(scope: &Scope, databases: &[String], data_dir: Option<&Path>) -> Contents {
+        let mut c = Contents { included: Vec::new(), not_included: Vec::new(), storage: Vec::new() };
+        c.databases(&scope.config, databases);
+        c.data(scope, data_dir);
+        c.buckets(scope, data_dir.is_some());
+        c.config_component(scope);
+        c
+    }
+
+    fn databases(&mut self, config: &Config, databases: &[String]) {
+        if !config.database.enabled {
+            self.not_included.push("the databases (`database.enabled = false`)".to_string());
+            return;
+        }
+        self.included.push(format!("databases {} (one dump each, first)", databases.join(", ")));
         let excl = &config.database.exclude_tables;
         if !excl.is_empty() {
-            not_included.push(format!(
+            self.not_included.push(format!(
                 "tables {}{}",
                 excl.join(", "),
                 if config.database.exclude_log_tables { " (slim dumps: `database.exclude_log_tables`)" } else { "" }
             ));
         }
-    } else {
-        not_included.push("the databases (`database.enabled = false`)".to_string());
     }
-    match (&data_dir, config.data.enabled) {
-        (Some(d), _) => {
-            included.push(format!("data directory `{}`", d.display()));
-            not_included.push(format!(
-                "{} of the data directory (SeaTable recreates them, or they are backed up elsewhere)",
-                crate::config::ALWAYS_EXCLUDED.join(", ")
-            ));
-            for e in &storage_excl {
-                not_included.push(format!("`{}`: {}", e.path, e.why));
+
+    fn data(&mut self, scope: &Scope, data_dir: Option<&Path>) {
+        match (data_dir, scope.config.data.enabled) {
+            (Some(d), _) => {
+                self.included.push(format!("data directory `{}`", d.display()));
+                self.not_included.push(format!(
+                    "{} of the data directory (SeaTable recreates them, or they are backed up elsewhere)",
+                    ALWAYS_EXCLUDED.join(", ")
+                ));
+                for e in &scope.storage_exclusions() {
+                    self.not_included.push(format!("`{}`: {}", e.path, e.why));
+                }
+                self.not_included.extend(external_symlinks(d, scope));
             }
-            not_included.extend(external_symlinks(d, config, &excluded_paths));
+            (None, true) => self.not_included.push("the data directory (not found)".to_string()),
+            (None, false) => self.not_included.push("the data directory (`data.enabled = false`)".to_string()),
         }
-        (None, true) => not_included.push("the data directory (not found)".to_string()),
-        (None, false) => not_included.push("the data directory (`data.enabled = false`)".to_string()),
     }
-    let mut storage = storage;
-    for s in storage.iter_mut().filter(|s| s.backend == "s3") {
-        if config.seatable.mirror_object_storage && config.data.enabled {
-            s.in_backup = true;
-            included.push(format!(
-                "S3 bucket `{}`{} ({}): mirrored into the set (only what changed since the last set that outlives it is copied)",
-                s.bucket.as_deref().unwrap_or("?"),
-                s.endpoint.as_ref().map(|e| format!(" at {e}")).unwrap_or_default(),
-                s.user
+
+    fn buckets(&mut self, scope: &Scope, data_in_backup: bool) {
+        let config = &scope.config;
+        let excluded: Vec<String> = scope.storage_exclusions().into_iter().map(|e| e.path).collect();
+        self.storage =
+            scope.install.storage.as_ref().map(|s| storage_info(s, data_in_backup, &excluded)).unwrap_or_default();
+        let mirrored = config.seatable.mirror_object_storage && config.data.enabled;
+        for s in self.storage.iter_mut().filter(|s| s.backend == "s3") {
+            let at = s.endpoint.as_ref().map(|e| format!(" at {e}")).unwrap_or_default();
+            let bucket = s.bucket.as_deref().unwrap_or("?");
+            if mirrored {
+                s.in_backup = true;
+                self.included.push(format!(
+                    "S3 bucket `{bucket}`{at} ({}): mirrored into the set (only what changed since the last set that outlives it is copied)",
+                    s.user
+                ));
+                continue;
+            }
+            self.not_included.push(format!(
+                "S3 bucket `{bucket}`{at} ({}): NOT in this backup; back it up separately (bucket versioning, or an S3-to-S3 copy), or set `seatable.mirror_object_storage`{}",
+                s.user,
+                if s.sse_c { "; its objects are SSE-C encrypted: keep the key, without it they are lost" } else { "" }
             ));
-            continue;
         }
-        not_included.push(format!(
-            "S3 bucket `{}`{} ({}): NOT in this backup; back it up separately (bucket versioning, or an S3-to-S3 copy), or set `seatable.mirror_object_storage`{}",
-            s.bucket.as_deref().unwrap_or("?"),
-            s.endpoint.as_ref().map(|e| format!(" at {e}")).unwrap_or_default(),
-            s.user,
-            if s.sse_c { "; its objects are SSE-C encrypted: keep the key, without it they are lost" } else { "" }
-        ));
-    }
-    match &config_source {
-        Some((dir, excl)) if excl.is_empty() => {
-            included.push(format!("compose directory `{}` as the `config` component (holds secrets)", dir.display()))
-        }
-        Some((dir, excl)) => included.push(format!(
-            "the top-level files of `{}` as the `config` component (holds secrets; its directories {} are not configuration)",
-            dir.display(),
-            excl.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-        )),
-        None if !config.seatable.config_component => {
-            not_included.push("SeaTable's compose directory (`seatable.config_component = false`)".to_string())
-        }
-        None => not_included.push("SeaTable's compose directory (none found; set `seatable.compose_dir`)".to_string()),
     }
 
-    checks.push(lock_check(&config.lock_file));
-    if matches!(config.storage.destination, crate::config::Destination::S3 { .. }) && config.retention.object_lock {
-        match store.features().await {
-            Ok(f) if f.object_lock => checks.push(pass(
-                "Object Lock",
-                format!(
-                    "the bucket has it: each new set is locked ({}, {})",
-                    config.retention.object_lock_mode.as_str().to_lowercase(),
-                    config
-                        .retention
-                        .object_lock_days
-                        .map(|d| format!("{d} days"))
-                        .unwrap_or_else(|| "its class's keep days".into())
-                ),
+    fn config_component(&mut self, scope: &Scope) {
+        let wanted = scope.config.seatable.config_component;
+        let source = if wanted { scope.install.config_source().ok().flatten() } else { None };
+        match source {
+            Some((dir, excl)) if excl.is_empty() => self
+                .included
+                .push(format!("compose directory `{}` as the `config` component (holds secrets)", dir.display())),
+            Some((dir, excl)) => self.included.push(format!(
+                "the top-level files of `{}` as the `config` component (holds secrets; its directories {} are not configuration)",
+                dir.display(),
+                excl.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
             )),
-            Ok(_) => checks.push(pass("Object Lock", "not enabled on the bucket: sets are not locked")),
-            Err(e) => checks
-                .push(fail("Object Lock", &anyhow::Error::from(e).context("reading the bucket's Object Lock setting"))),
+            None if !wanted => self
+                .not_included
+                .push("SeaTable's compose directory (`seatable.config_component = false`)".to_string()),
+            None => self
+                .not_included
+                .push("SeaTable's compose directory (none found; set `seatable.compose_dir`)".to_string()),
         }
     }
-    checks.extend(monitoring_checks(&config.monitoring));
+}
 
-    let seatable_plan = PlanSeatable {
+/// What `plan` says of the Big Data backup (`seatable.sh backup-all` before the archive).
+fn big_data_plan(config: &Config, app: Option<&AppContainer>) -> String {
+    if !config.data.enabled {
+        return "not applicable (the data directory is not backed up)".to_string();
+    }
+    if !config.seatable.big_data_backup {
+        return "off (`seatable.big_data_backup = false`)".to_string();
+    }
+    match app {
+        Some(a) if a.running => {
+            format!("`{} backup-all` runs in `{}` before the archive", seatable::SEATABLE_SH, a.name)
+        }
+        Some(a) => format!("skipped: app container `{}` is not running", a.name),
+        None => "skipped: no SeaTable app container found".to_string(),
+    }
+}
+
+/// The install as detected, for the plan.
+fn seatable_plan(
+    scope: &Scope,
+    app: Option<&AppContainer>,
+    db_version: Option<String>,
+    storage: Vec<StorageInfo>,
+) -> PlanSeatable {
+    let (install, config) = (&scope.install, &scope.config);
+    let version = db_version.as_ref().map(|v| format!(", MariaDB/MySQL {v}")).unwrap_or_default();
+    PlanSeatable {
         layout_source: install.layout_source.clone(),
         compose_dir: install.compose_dir.as_ref().map(|d| d.display().to_string()),
         env_file: install.env_file.as_ref().map(|d| d.display().to_string()),
         database: match &config.database.access {
-            DbAccess::Container { container, .. } => format!(
-                "container `{}`{}",
-                container.as_deref().unwrap_or("mariadb` or `seatable-mysql"),
-                db_version.as_ref().map(|v| format!(", MariaDB/MySQL {v}")).unwrap_or_default()
-            ),
+            DbAccess::Container { container, .. } => {
+                format!("container `{}`{version}", container.as_deref().unwrap_or("mariadb` or `seatable-mysql"))
+            }
             DbAccess::Host { host, port } => format!(
-                "external server `{host}:{port}`{}{}",
+                "external server `{host}:{port}`{}{version}",
                 if install.external_db.is_some() && !config.database.access_configured {
                     " (MARIADB_HOST in `.env`)"
                 } else {
                     ""
                 },
-                db_version.as_ref().map(|v| format!(", MariaDB/MySQL {v}")).unwrap_or_default()
             ),
         },
         database_names_from: if config.database.databases_configured {
@@ -295,69 +387,20 @@ pub async fn run(config: &Config, store: &dyn Store, json: bool) -> anyhow::Resu
         } else {
             "SeaTable's defaults".to_string()
         },
-        app_container: app
-            .as_ref()
-            .map(|a| format!("`{}` ({})", a.name, if a.running { "running" } else { "not running" })),
+        app_container: app.map(|a| format!("`{}` ({})", a.name, if a.running { "running" } else { "not running" })),
         version: app
-            .as_ref()
             .and_then(|a| a.version.clone())
             .or_else(|| install.env_image.as_deref().and_then(seatable::image_version)),
         storage,
-        big_data_backup: big_data,
+        big_data_backup: big_data_plan(config, app),
         notes: install.notes.clone(),
-    };
-
-    let id = SetId { class: Class::Daily, host: config.host.clone(), stamp: catalog::stamp(crate::clock::now()) };
-    let plan = Plan {
-        config_file: config.file.as_ref().map(|p| p.display().to_string()),
-        host: config.host.clone(),
-        destination: store.describe(),
-        set_prefix_example: id.dir(&config.storage.prefix),
-        databases: if config.database.enabled { databases.clone() } else { vec![] },
-        dump_options: DUMP_OPTIONS.iter().map(|s| s.to_string()).collect(),
-        data_dir: data_dir.as_ref().map(|d| d.display().to_string()),
-        layout: install.layout.as_str().into(),
-        excluded_paths: data::excludes(&config.data)
-            .iter()
-            .map(|p| p.display().to_string())
-            .chain(excluded_paths.iter().cloned())
-            .collect(),
-        compression: format!("{} level {}", config.compression.algorithm.name(), config.compression.level),
-        seatable: seatable_plan,
-        included,
-        not_included,
-        checks,
-    };
-
-    if json {
-        println!("{}", serde_json::to_string_pretty(&plan)?);
-    } else {
-        print!("{}", render(&plan));
     }
-    let failed: Vec<&Check> = plan.checks.iter().filter(|c| !c.ok).collect();
-    if let Some(first) = failed.first() {
-        return Err(Failure::new(
-            first.class.unwrap_or(ErrClass::Internal),
-            format!(
-                "{} of {} checks failed; first: {}: {}",
-                failed.len(),
-                plan.checks.len(),
-                first.check,
-                first.detail
-            ),
-        )
-        .into());
-    }
-    Ok(())
 }
 
 /// One line per symlink of the data directory pointing outside it (what a backup archives as a
 /// link only), from a walk that stops after [`MAX_EXTERNAL_LISTED`].
-fn external_symlinks(dir: &std::path::Path, config: &Config, storage_excluded: &[String]) -> Vec<String> {
-    let mut excludes = data::excludes(&config.data);
-    excludes.extend(storage_excluded.iter().map(std::path::PathBuf::from));
-    let opts = TarOptions { excludes, follow_symlinks: config.data.follow_symlinks.clone() };
-    let (found, more) = find_external_symlinks(dir, &opts, MAX_EXTERNAL_LISTED);
+fn external_symlinks(dir: &Path, scope: &Scope) -> Vec<String> {
+    let (found, more) = find_external_symlinks(dir, &scope.data_tar_options(), MAX_EXTERNAL_LISTED);
     let mut lines: Vec<String> = found.iter().map(data::external_symlink_line).collect();
     if more {
         lines.push(format!(
@@ -371,22 +414,10 @@ fn external_symlinks(dir: &std::path::Path, config: &Config, storage_excluded: &
 /// write); for a missing file, checks that its directory can be written.
 fn lock_check(path: &std::path::Path) -> Check {
     const NAME: &str = "run lock";
-    match std::fs::File::open(path) {
-        Ok(f) => {
-            use std::os::unix::io::AsRawFd;
-            // SAFETY: flock on a descriptor we own; released at once.
-            let free = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
-            if free {
-                // SAFETY: as above.
-                unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_UN) };
-                pass(NAME, format!("`{}` is free", path.display()))
-            } else {
-                let holder = std::fs::read_to_string(path).unwrap_or_default();
-                pass(
-                    NAME,
-                    format!("`{}` is held right now by {}: a backup would exit 75", path.display(), holder.trim()),
-                )
-            }
+    match crate::lock::holder(path) {
+        Ok(None) => pass(NAME, format!("`{}` is free", path.display())),
+        Ok(Some(holder)) => {
+            pass(NAME, format!("`{}` is held right now by {}: a backup would exit 75", path.display(), holder))
         }
         Err(_) => {
             if crate::config::dir_writable(path.parent().unwrap_or(std::path::Path::new("/"))) {

@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::catalog::{self, check_manifest, group_sets, Manifest, SetSummary, MANIFEST};
 use crate::config::Config;
 use crate::error::{Class as ErrClass, Failure};
-use crate::list::human_bytes;
+use crate::output::human_bytes;
 use crate::store::{ObjectInfo, OpenUpload, Store, StoreError};
 use crate::{clock, mirror};
 
@@ -169,76 +169,20 @@ const STALE_UPLOAD_HOURS: i64 = 24;
 pub async fn run(config: &Config, store: Arc<dyn Store>, dry_run: bool, json: bool) -> anyhow::Result<()> {
     let now = clock::now();
     let prefix = &config.storage.prefix;
-    let base = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+    let base = crate::catalog::prefix_dir(prefix);
     let objects = store.list(&base).await.with_context(|| format!("listing {}", store.describe()))?;
-    let summaries = group_sets(prefix, &objects);
-    // A listing is sorted by key, so a set's objects are one run of it.
-    let in_dir = |dir: &str| -> Vec<ObjectInfo> {
-        let start = objects.partition_point(|o| o.key.as_str() < dir);
-        objects[start..].iter().take_while(|o| o.key.starts_with(dir)).cloned().collect()
-    };
-
-    // Read every manifest: whether each set checks out, and what its kept sets reference.
-    // A manifest that cannot be read or parsed stops prune before anything is deleted: which
-    // set of its host is the newest restorable one (the one that must stay) is then unknown.
-    let loaded: Vec<anyhow::Result<(Candidate, Option<Manifest>)>> = futures::stream::iter(summaries)
-        .map(|summary| {
-            let store = store.clone();
-            let mine = in_dir(&summary.dir);
-            async move {
-                if !summary.complete {
-                    return Ok((Candidate { summary, restorable: false }, None));
-                }
-                let id = summary.id();
-                let key = id.key(prefix, MANIFEST);
-                let manifest = read_manifest(store.as_ref(), &key).await?;
-                let restorable = check_manifest(&id, prefix, &manifest, &mine).is_ok();
-                Ok((Candidate { summary, restorable }, Some(manifest)))
-            }
-        })
-        .buffered(IN_FLIGHT)
-        .collect()
-        .await;
-    let loaded: Vec<(Candidate, Option<Manifest>)> = loaded.into_iter().collect::<anyhow::Result<_>>()?;
+    let loaded = load_sets(&store, prefix, &objects).await?;
     let candidates: Vec<Candidate> = loaded.iter().map(|(c, _)| c.clone()).collect();
     // References matter only for sets that are kept: decide once without them, then read the
     // indexes of the kept sets that mirror buckets, and decide again.
     let first = decide(&candidates, config, now, &BTreeMap::new());
-    let mut references = BTreeMap::new();
-    for (c, m) in &loaded {
-        let Some(m) = m else { continue };
-        let kept = first.iter().any(|d| d.dir == c.summary.dir && d.action == Action::Keep);
-        if kept && m.objects.iter().any(|o| o.kind == catalog::Kind::MirrorIndex) {
-            let dirs = mirror::referenced_sets(&store, m, config)
-                .await
-                .with_context(|| format!("reading what set {} references", c.summary.id()))?;
-            references.insert(c.summary.dir.clone(), dirs);
-        }
-    }
+    let references = kept_references(&store, config, &loaded, &first).await?;
     let decisions = decide(&candidates, config, now, &references);
 
-    let mut failures = Vec::new();
-    let mut denied = false;
-    let (mut deleted_sets, mut deleted_bytes) = (0, 0);
-    for d in decisions.iter().filter(|d| d.action == Action::Delete) {
-        if dry_run {
-            continue;
-        }
-        match delete_set(store.as_ref(), &d.dir, in_dir(&d.dir)).await {
-            Ok(()) => {
-                deleted_sets += 1;
-                deleted_bytes += d.bytes;
-                tracing::info!(set = %d.set, bytes = d.bytes, "pruned: {}", d.why);
-            }
-            Err(e) => {
-                tracing::error!(set = %d.set, error = %format!("{e:#}"), "could not prune the set");
-                denied |=
-                    e.chain().any(|c| matches!(c.downcast_ref::<StoreError>(), Some(StoreError::AccessDenied { .. })));
-                failures.push(format!("set {}: {e:#}", d.set));
-            }
-        }
+    let mut outcome = Outcome::default();
+    if !dry_run {
+        delete_expired(store.as_ref(), &decisions, &objects, &mut outcome).await;
     }
-
     let stale: Vec<OpenUpload> = store
         .list_open_uploads(&base)
         .await
@@ -247,27 +191,18 @@ pub async fn run(config: &Config, store: Arc<dyn Store>, dry_run: bool, json: bo
         .filter(|u| is_set_key(prefix, &u.key))
         .filter(|u| u.initiated.is_some_and(|t| now - t > chrono::Duration::hours(STALE_UPLOAD_HOURS)))
         .collect();
-    for u in &stale {
-        if dry_run {
-            continue;
-        }
-        match store.abort_upload(u).await {
-            Ok(()) => tracing::info!(key = %u.key, "aborted an upload left open for over a day"),
-            Err(e) => {
-                denied |= matches!(e, StoreError::AccessDenied { .. });
-                failures.push(format!("aborting the upload of `{}`: {e}", u.key))
-            }
-        }
+    if !dry_run {
+        abort_stale(store.as_ref(), &stale, &mut outcome).await;
     }
 
     let report = Report {
         destination: store.describe(),
         now,
         dry_run,
-        deleted_sets,
-        deleted_bytes,
+        deleted_sets: outcome.deleted_sets,
+        deleted_bytes: outcome.deleted_bytes,
         stale_uploads: stale.iter().map(|u| u.key.clone()).collect(),
-        failures: failures.clone(),
+        failures: outcome.failures.clone(),
         sets: decisions,
     };
     if json {
@@ -275,19 +210,119 @@ pub async fn run(config: &Config, store: Arc<dyn Store>, dry_run: bool, json: bo
     } else {
         print!("{}", render(&report));
     }
-    if let Some(first) = failures.first() {
-        return Err(Failure::new(
+    outcome.into_result()
+}
+
+/// The objects of the set directory `dir`: a listing is sorted by key, so they are one run of it.
+fn in_dir(objects: &[ObjectInfo], dir: &str) -> Vec<ObjectInfo> {
+    let start = objects.partition_point(|o| o.key.as_str() < dir);
+    objects[start..].iter().take_while(|o| o.key.starts_with(dir)).cloned().collect()
+}
+
+/// Every set with its manifest: whether it checks out, and what its kept sets reference. A
+/// manifest that cannot be read or parsed stops prune before anything is deleted: which set
+/// of its host is the newest restorable one (the one that must stay) is then unknown.
+async fn load_sets(
+    store: &Arc<dyn Store>,
+    prefix: &str,
+    objects: &[ObjectInfo],
+) -> anyhow::Result<Vec<(Candidate, Option<Manifest>)>> {
+    let loaded: Vec<anyhow::Result<(Candidate, Option<Manifest>)>> = futures::stream::iter(group_sets(prefix, objects))
+        .map(|summary| {
+            let store = store.clone();
+            let mine = in_dir(objects, &summary.dir);
+            async move {
+                if !summary.complete {
+                    return Ok((Candidate { summary, restorable: false }, None));
+                }
+                let id = summary.id();
+                let manifest = read_manifest(store.as_ref(), &id.key(prefix, MANIFEST)).await?;
+                let restorable = check_manifest(&id, prefix, &manifest, &mine).is_ok();
+                Ok((Candidate { summary, restorable }, Some(manifest)))
+            }
+        })
+        .buffered(IN_FLIGHT)
+        .collect()
+        .await;
+    loaded.into_iter().collect()
+}
+
+/// The set directories that each kept set mirroring buckets references (its objects may live
+/// in older sets).
+async fn kept_references(
+    store: &Arc<dyn Store>,
+    config: &Config,
+    loaded: &[(Candidate, Option<Manifest>)],
+    decisions: &[Decision],
+) -> anyhow::Result<BTreeMap<String, BTreeSet<String>>> {
+    let mut references = BTreeMap::new();
+    for (c, m) in loaded {
+        let Some(m) = m else { continue };
+        let kept = decisions.iter().any(|d| d.dir == c.summary.dir && d.action == Action::Keep);
+        if kept && m.objects.iter().any(|o| o.kind == catalog::Kind::MirrorIndex) {
+            let dirs = mirror::referenced_sets(store, m, config)
+                .await
+                .with_context(|| format!("reading what set {} references", c.summary.id()))?;
+            references.insert(c.summary.dir.clone(), dirs);
+        }
+    }
+    Ok(references)
+}
+
+/// What prune did, and what it could not do.
+#[derive(Default)]
+struct Outcome {
+    deleted_sets: usize,
+    deleted_bytes: u64,
+    failures: Vec<String>,
+    /// A failure was the store refusing these credentials.
+    denied: bool,
+}
+
+impl Outcome {
+    fn into_result(self) -> anyhow::Result<()> {
+        let Some(first) = self.failures.first() else { return Ok(()) };
+        Err(Failure::new(
             ErrClass::Storage,
-            format!("prune failed for {} item(s); first: {first}", failures.len()),
+            format!("prune failed for {} item(s); first: {first}", self.failures.len()),
         )
-        .with_hint(if denied {
+        .with_hint(if self.denied {
             "prune needs s3:DeleteObject and s3:AbortMultipartUpload, which the backup's credentials should not have: run it with the admin credentials (README, Minimal permissions)"
         } else {
             "a set whose manifest was deleted shows as INCOMPLETE in `list` and is pruned again next time"
         })
-        .into());
+        .into())
     }
-    Ok(())
+}
+
+async fn delete_expired(store: &dyn Store, decisions: &[Decision], objects: &[ObjectInfo], outcome: &mut Outcome) {
+    for d in decisions.iter().filter(|d| d.action == Action::Delete) {
+        match delete_set(store, &d.dir, in_dir(objects, &d.dir)).await {
+            Ok(()) => {
+                outcome.deleted_sets += 1;
+                outcome.deleted_bytes += d.bytes;
+                tracing::info!(set = %d.set, bytes = d.bytes, "pruned: {}", d.why);
+            }
+            Err(e) => {
+                tracing::error!(set = %d.set, error = %format!("{e:#}"), "could not prune the set");
+                outcome.denied |=
+                    e.chain().any(|c| matches!(c.downcast_ref::<StoreError>(), Some(StoreError::AccessDenied { .. })));
+                outcome.failures.push(format!("set {}: {e:#}", d.set));
+            }
+        }
+    }
+}
+
+async fn abort_stale(store: &dyn Store, stale: &[OpenUpload], outcome: &mut Outcome) {
+    for u in stale {
+        match store.abort_upload(u).await {
+            Ok(()) => tracing::info!(key = %u.key, "aborted an upload left open for over a day"),
+            Err(e) => {
+                outcome.denied |= matches!(e, StoreError::AccessDenied { .. });
+                outcome.failures.push(format!("aborting the upload of `{}`: {e}", u.key))
+            }
+        }
+    }
 }
 
 /// Reads and parses the manifest at `key`. A read failure is a storage error, an unparsable
@@ -620,7 +655,7 @@ mod tests {
         let mut config = config(0);
         config.storage.prefix = "p".into();
         let err = run(&config, store.clone(), false, true).await.unwrap_err();
-        assert_eq!(crate::error::class_of(&err), ErrClass::Storage, "{err:#}");
+        assert_eq!(crate::exit::class_of(&err), ErrClass::Storage, "{err:#}");
         assert!(format!("{err:#}").contains(&store.unreadable), "{err:#}");
         assert!(store.deleted.lock().unwrap().is_empty(), "deleted {:?}", store.deleted.lock().unwrap());
         assert_eq!(store.list("p/").await.unwrap(), before);

@@ -54,7 +54,7 @@ pub fn our_id_prefix(prefix: &str) -> String {
 /// The rules this configuration wants in the bucket, in the order they are written.
 pub fn wanted_rules(prefix: &str, r: &RetentionConfig, versioned: bool) -> Vec<RuleSpec> {
     let ids = our_id_prefix(prefix);
-    let base = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+    let base = crate::catalog::prefix_dir(prefix);
     let blank = |what: &str, prefix: String| RuleSpec {
         id: format!("{ids}{what}"),
         enabled: true,
@@ -225,7 +225,7 @@ pub struct Comparison {
 
 pub fn compare(prefix: &str, current: &[LifecycleRule], wanted: &[RuleSpec]) -> Comparison {
     let ours = our_id_prefix(prefix);
-    let base = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+    let base = crate::catalog::prefix_dir(prefix);
     let mut rules = Vec::new();
     for r in current {
         let spec = RuleSpec::from_sdk(r);
@@ -424,7 +424,7 @@ fn render_show(r: &ShowReport, ret: &RetentionConfig) -> String {
                 "  {}  {:<48} {:>10}{}",
                 e.expires_on,
                 e.set,
-                crate::list::human_bytes(e.bytes),
+                crate::output::human_bytes(e.bytes),
                 if e.complete { "" } else { "  (incomplete)" }
             );
         }

@@ -14,7 +14,7 @@ use crate::catalog::{self, Kind, ObjectEntry, Selection};
 use crate::codec::decompress;
 use crate::config::{Algorithm, Config};
 use crate::error::{integrity, Class, Failure};
-use crate::list::human_bytes;
+use crate::output::human_bytes;
 use crate::restore::load::FeedError;
 use crate::source::dump::DbSource;
 use crate::store::download::{open_verified, DownloadPolicy, Expected, Legacy};
@@ -233,7 +233,7 @@ pub async fn run(config: &Config, store: Arc<dyn Store>, opts: &VerifyOptions) -
         }
         n => {
             let (key, e) = failures.swap_remove(0);
-            let class = crate::error::class_of(&e);
+            let class = crate::exit::class_of(&e);
             Err(Failure::new(
                 if class == Class::Internal { Class::Integrity } else { class },
                 format!(

@@ -109,7 +109,7 @@ async fn full_backup_round_trips_every_component() {
     for skipped in ALWAYS_EXCLUDED {
         assert!(!dest.join(skipped).exists(), "{skipped} must not be archived");
     }
-    seatable_backup::source::tar::compare_trees(&data, &dest, &ALWAYS_EXCLUDED).unwrap_or_else(|d| panic!("{d}"));
+    common::tree::compare_trees(&data, &dest, &ALWAYS_EXCLUDED).unwrap_or_else(|d| panic!("{d}"));
 }
 
 #[tokio::test]

@@ -92,7 +92,7 @@ impl Fixture {
         for (db, sums) in self.dbs.iter().zip(&self.sums) {
             assert_eq!(&e.checksums(db), sums, "live database {db} changed");
         }
-        seatable_backup::source::tar::compare_trees(&self.pristine, &self.data, &[])
+        common::tree::compare_trees(&self.pristine, &self.data, &[])
             .unwrap_or_else(|d| panic!("live data directory changed: {d}"));
         self.assert_nothing_staged();
     }
@@ -204,7 +204,7 @@ async fn restore_brings_back_databases_and_data_exactly() {
     for (db, sums) in fx.dbs.iter().zip(&fx.sums) {
         assert_eq!(&e.checksums(db), sums, "CHECKSUM TABLE of {db} differs from the backup");
     }
-    seatable_backup::source::tar::compare_trees(&fx.pristine, &fx.data, &["logs"])
+    common::tree::compare_trees(&fx.pristine, &fx.data, &["logs"])
         .unwrap_or_else(|d| panic!("restored tree differs: {d}"));
     assert_eq!(
         std::fs::read_to_string(fx.data.join("logs/seahub.log")).unwrap(),
@@ -384,7 +384,7 @@ async fn truncated_and_missing_objects_and_a_lying_manifest_are_caught() {
     for (db, sums) in fx.dbs.iter().zip(&fx.sums) {
         assert_eq!(&env().checksums(db), sums);
     }
-    seatable_backup::source::tar::compare_trees(&fx.pristine, &fx.data, &["logs"]).unwrap_or_else(|d| panic!("{d}"));
+    common::tree::compare_trees(&fx.pristine, &fx.data, &["logs"]).unwrap_or_else(|d| panic!("{d}"));
     fx.assert_nothing_staged();
     fx.drop_dbs();
 }
@@ -460,7 +460,7 @@ async fn a_broken_live_install_does_not_block_the_restore() {
     let out = fx.run(&["restore", "--only", "data"]);
     assert_exit(&out, 0);
     assert!(stderr(&out).contains("seafile.conf"), "the broken file is named in a warning: {}", stderr(&out));
-    seatable_backup::source::tar::compare_trees(&fx.pristine, &fx.data, &["logs"])
+    common::tree::compare_trees(&fx.pristine, &fx.data, &["logs"])
         .unwrap_or_else(|d| panic!("restored tree differs: {d}"));
     fx.drop_dbs();
 }
@@ -546,8 +546,7 @@ async fn a_full_disk_while_unpacking_leaves_the_data_directory_as_it_was() {
     let out = Run::garage(&["restore", "--only", "data"], &fx.prefix).env("SEATABLE_BACKUP_DATA_DIR", &live).output();
     assert_exit(&out, 3);
     assert!(stderr(&out).contains("No space left") || stderr(&out).contains("full"), "{}", stderr(&out));
-    seatable_backup::source::tar::compare_trees(&before, &live, &[])
-        .unwrap_or_else(|d| panic!("live dir changed: {d}"));
+    common::tree::compare_trees(&before, &live, &[]).unwrap_or_else(|d| panic!("live dir changed: {d}"));
     let left: Vec<_> = std::fs::read_dir(&mnt).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
     assert_eq!(left, vec![std::ffi::OsString::from("seatable")], "the staging directory is removed");
     fx.drop_dbs();
@@ -649,7 +648,7 @@ impl Fixture {
             assert_eq!(env().schema_objects(d), before.objects[i], "{what}: objects of {d} changed");
             assert_eq!(leftovers(env().container(), d).trim(), "", "{what}: databases of the restore left");
         }
-        seatable_backup::source::tar::compare_trees(&before.tree, &self.data, &[])
+        common::tree::compare_trees(&before.tree, &self.data, &[])
             .unwrap_or_else(|d| panic!("{what}: the data directory changed: {d}"));
         let beside: Vec<String> = std::fs::read_dir(self.work.path())
             .unwrap()
@@ -774,7 +773,7 @@ async fn a_data_directory_that_is_a_mount_point_is_restored_in_place() {
         .env("SEATABLE_BACKUP_FAILPOINTS", "swap.data.renamed_in=error")
         .output();
     assert_exit(&out, 3);
-    seatable_backup::source::tar::compare_trees(&before.tree, &fx.data, &[])
+    common::tree::compare_trees(&before.tree, &fx.data, &[])
         .unwrap_or_else(|d| panic!("the data directory changed: {d}"));
     let out = fx.run(&["restore", "--only", "data"]);
     assert_exit(&out, 0);
@@ -793,7 +792,7 @@ async fn a_data_directory_that_is_a_mount_point_is_restored_in_place() {
     assert!(fx.data.join(&kept[0]).join("added-later.txt").exists());
     assert!(!fx.data.join("added-later.txt").exists());
     assert_eq!(std::fs::read_to_string(fx.data.join("logs/seahub.log")).unwrap(), "log lines are not backed up\n");
-    seatable_backup::source::tar::compare_trees(&fx.pristine, &fx.data, &["logs", &kept[0]])
+    common::tree::compare_trees(&fx.pristine, &fx.data, &["logs", &kept[0]])
         .unwrap_or_else(|d| panic!("restored tree differs: {d}"));
     fx.drop_dbs();
 }

@@ -10,10 +10,10 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::tree::compare_trees;
 use common::{assert_exit, env, stderr, stdout, unique_prefix, Run};
 use seatable_backup::catalog::Manifest;
 use seatable_backup::config::{Algorithm, CompressionConfig, RequestChecksums};
-use seatable_backup::source::tar::compare_trees;
 use sha2::Digest;
 use tokio::io::{AsyncBufRead, AsyncReadExt};
 

@@ -111,7 +111,7 @@ async fn migration_restores_another_hosts_set_into_another_container_and_directo
     let source_sums = e.checksums(&db);
     assert!(!source_sums.is_empty());
     assert_eq!(e.checksums_at(e.target_container(), &db), source_sums, "CHECKSUM TABLE differs after migration");
-    seatable_backup::source::tar::compare_trees(&data, &target_data, &ALWAYS_EXCLUDED)
+    common::tree::compare_trees(&data, &target_data, &ALWAYS_EXCLUDED)
         .unwrap_or_else(|d| panic!("migrated tree differs: {d}"));
 
     e.sql(&format!("DROP DATABASE `{db}`"));

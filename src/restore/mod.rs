@@ -26,10 +26,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use crate::run::RunContext;
+
 use crate::catalog::{self, ChosenSet, Selection};
 use crate::config::Config;
 use crate::error::{source, usage, Class, Failure};
-use crate::list::human_bytes;
+use crate::output::human_bytes;
 use crate::seatable::{compare_versions, Install};
 use crate::source::docker::Docker;
 use crate::source::dump::DbSource;
@@ -81,17 +83,17 @@ struct Planned {
     migrating: bool,
 }
 
-/// Restores the set `opts` selects. A failure, or `cancel` (SIGINT, SIGTERM), in any phase
-/// leaves the live databases and directories as they were: what was staged is removed, a swap
-/// under way is undone.
+/// Restores the set `opts` selects. A failure, or the run's cancellation (SIGINT, SIGTERM), in
+/// any phase leaves the live databases and directories as they were: what was staged is
+/// removed, a swap under way is undone.
 pub async fn run(
     config: &Config,
     store: Arc<dyn Store>,
     opts: &RestoreOptions,
-    cancel: &CancellationToken,
+    ctx: &RunContext,
 ) -> anyhow::Result<()> {
     let cleanup = Cleanup::default();
-    let result = run_phases(config, store, opts, cancel, &cleanup).await;
+    let result = run_phases(config, store, opts, &ctx.cancel, &cleanup).await;
     if result.is_err() {
         cleanup.remove_all().await;
     }

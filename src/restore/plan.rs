@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 
 use crate::catalog::{self, ChosenSet, Kind, ObjectEntry};
-use crate::config::{Algorithm, Config, ALWAYS_EXCLUDED, DEFAULT_DATABASES, DEFAULT_DATA_DIRS};
+use crate::config::{Algorithm, Config, ALWAYS_EXCLUDED, DEFAULT_DATABASES};
 use crate::error::{integrity, source, usage, Class, Failure};
 use crate::seatable::{Install, Layout, SCHEDULER_DB};
 use crate::store::download::Expected;
@@ -332,7 +332,7 @@ fn unescape_mount(s: &str) -> String {
 pub fn data_target(config: &Config, force: bool, excluded: &[String], stamp: &str) -> anyhow::Result<DataTarget> {
     let target = match &config.data.dir {
         Some(d) => d.clone(),
-        None => DEFAULT_DATA_DIRS.iter().map(PathBuf::from).find(|p| p.is_dir()).ok_or_else(|| {
+        None => crate::seatable::default_data_dir().ok_or_else(|| {
             Failure::new(Class::Usage, "no SeaTable data directory to restore into was found")
                 .with_hint("set `data.dir` (or --data-dir) to where the data directory should go")
         })?,

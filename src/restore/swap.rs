@@ -403,7 +403,7 @@ async fn commit(
                 "database `{}`: {} tables swapped in from {} of SQL (the {} previous tables were dropped)",
                 d.item.database,
                 d.tables.len(),
-                crate::list::human_bytes(d.bytes),
+                crate::output::human_bytes(d.bytes),
                 outgoing(&d.names.live).unwrap_or(0)
             );
             if !d.objects.is_empty() {

@@ -1150,7 +1150,8 @@ fn write_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::tar::{compare_trees, write_tar, TarOptions};
+    use crate::source::tar::{write_tar, TarOptions};
+    use crate::testkit::compare_trees;
     use ::tar::{Builder, Header};
     use std::os::unix::fs::{lchown, symlink, MetadataExt};
 

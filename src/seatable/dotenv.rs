@@ -7,6 +7,9 @@
 //! double quotes (escapes, interpolation), multi-line quoted values, and `$VAR` / `${VAR...}`
 //! interpolation, including compose's `:-` `-` `:?` `?` `:+` `+` modifiers and `$$`.
 //!
+//! It is hand-written on purpose: a general dotenv crate follows shell-like rules of its own, and
+//! any rule that differs from compose's reads another value than the one SeaTable runs with.
+//!
 //! Where we knowingly differ from compose:
 //! - A bare `KEY` line (compose: "copy it from the environment") is skipped: we want what the file
 //!   says, and the environment compose ran with is not ours.
@@ -27,23 +30,24 @@ pub struct DotEnv {
     entries: Vec<(String, String)>,
 }
 
-/// Why a `.env` could not be read. The caller adds the file name.
+/// Why a `.env` (or, in `ini.rs`, a `.conf`) could not be read: the line and what is wrong
+/// there. The caller adds the file name.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DotEnvError {
+pub struct LineError {
     pub line: usize,
     pub message: String,
 }
 
-impl fmt::Display for DotEnvError {
+impl fmt::Display for LineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "line {}: {}", self.line, self.message)
     }
 }
 
-impl std::error::Error for DotEnvError {}
+impl std::error::Error for LineError {}
 
-fn error(line: usize, message: impl Into<String>) -> DotEnvError {
-    DotEnvError { line, message: message.into() }
+fn error(line: usize, message: impl Into<String>) -> LineError {
+    LineError { line, message: message.into() }
 }
 
 /// `${A:-${B:-...}}` recurses; a hostile file must not be able to exhaust the stack.
@@ -51,13 +55,13 @@ const MAX_NESTING: usize = 32;
 
 impl DotEnv {
     /// Parses without any outer variables: unknown `$VAR`s expand to "".
-    pub fn parse(text: &str) -> Result<DotEnv, DotEnvError> {
+    pub fn parse(text: &str) -> Result<DotEnv, LineError> {
         Self::parse_with(text, &|_| None)
     }
 
     /// Parses; `lookup` answers for variables the file has not defined (yet), usually the process
     /// environment.
-    pub fn parse_with(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<DotEnv, DotEnvError> {
+    pub fn parse_with(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<DotEnv, LineError> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let text = text.replace("\r\n", "\n");
         Parser { chars: text.chars().collect(), pos: 0, line: 1, lookup, env: DotEnv::default() }.run()
@@ -153,7 +157,7 @@ impl Parser<'_> {
         }
     }
 
-    fn run(mut self) -> Result<DotEnv, DotEnvError> {
+    fn run(mut self) -> Result<DotEnv, LineError> {
         loop {
             while let Some(c) = self.peek().filter(|c| c.is_whitespace()) {
                 if c == '\n' {
@@ -169,7 +173,7 @@ impl Parser<'_> {
         }
     }
 
-    fn statement(&mut self) -> Result<(), DotEnvError> {
+    fn statement(&mut self) -> Result<(), LineError> {
         let line = self.line;
         let start = self.pos;
         // compose ends the key at the first `=` or `:` (its YAML-ish form) on the line.
@@ -212,7 +216,7 @@ impl Parser<'_> {
         Ok(())
     }
 
-    fn value(&mut self, line: usize) -> Result<String, DotEnvError> {
+    fn value(&mut self, line: usize) -> Result<String, LineError> {
         let ws_start = self.pos;
         while self.peek().is_some_and(is_blank) {
             self.pos += 1;
@@ -252,7 +256,7 @@ impl Parser<'_> {
 
     /// Reads up to the closing quote, after the opening one. Mirrors compose: a backslash before
     /// the quote character hides it (and is dropped), any other backslash is kept for `unescape`.
-    fn quoted(&mut self, quote: char, line: usize) -> Result<String, DotEnvError> {
+    fn quoted(&mut self, quote: char, line: usize) -> Result<String, LineError> {
         let mut out = String::new();
         let mut escaped = false;
         while let Some(c) = self.peek() {
@@ -286,7 +290,7 @@ impl Parser<'_> {
         self.env.get(name).map(str::to_string).or_else(|| (self.lookup)(name))
     }
 
-    fn interpolate(&self, s: &[char], line: usize, depth: usize) -> Result<String, DotEnvError> {
+    fn interpolate(&self, s: &[char], line: usize, depth: usize) -> Result<String, LineError> {
         if depth > MAX_NESTING {
             return Err(error(line, "`${...}` nested too deeply"));
         }
@@ -322,7 +326,7 @@ impl Parser<'_> {
     }
 
     /// The inside of `${...}`: a name, then optionally a modifier and its (interpolated) argument.
-    fn braced(&self, inner: &[char], line: usize, depth: usize) -> Result<String, DotEnvError> {
+    fn braced(&self, inner: &[char], line: usize, depth: usize) -> Result<String, LineError> {
         let name_len = if inner.first().copied().is_some_and(is_name_start) { name_end(inner, 0) } else { 0 };
         if name_len == 0 {
             return Err(error(line, "`${...}` must start with a variable name"));
@@ -444,7 +448,7 @@ mod tests {
         }
     }
 
-    fn parse_err(text: &str) -> DotEnvError {
+    fn parse_err(text: &str) -> LineError {
         match DotEnv::parse(text) {
             Ok(env) => panic!("{text:?} parsed: {env:?}"),
             Err(e) => e,

@@ -7,6 +7,10 @@
 //! a line indented deeper than its key continues the value (joined with `\n`, blank lines inside
 //! kept, trailing ones dropped).
 //!
+//! It is hand-written on purpose: general INI crates have rules of their own for comments,
+//! continuation lines and key case, and any rule that differs from configparser's reads another
+//! value than the one SeaTable runs with.
+//!
 //! Where we differ from configparser, for the sake of reading what is there rather than refusing:
 //! keys before any header land in a section named `""`; a repeated key or section merges (last
 //! value wins) instead of failing; `[DEFAULT]` is an ordinary section; no `%(name)s`
@@ -16,7 +20,7 @@
 
 use std::fmt;
 
-use super::dotenv::parse_bool;
+use super::dotenv::{parse_bool, LineError};
 
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Ini {
@@ -29,21 +33,6 @@ struct Section {
     /// Keys lowercased, in first-seen order.
     entries: Vec<(String, String)>,
 }
-
-/// Why a `.conf` could not be read. The caller adds the file name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IniError {
-    pub line: usize,
-    pub message: String,
-}
-
-impl fmt::Display for IniError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "line {}: {}", self.line, self.message)
-    }
-}
-
-impl std::error::Error for IniError {}
 
 /// Values are left out: these files carry S3 keys.
 impl fmt::Debug for Ini {
@@ -63,7 +52,7 @@ struct Pending {
 }
 
 impl Ini {
-    pub fn parse(text: &str) -> Result<Ini, IniError> {
+    pub fn parse(text: &str) -> Result<Ini, LineError> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut sections: Vec<Pending> = Vec::new();
         let mut current: Option<usize> = None;
@@ -102,7 +91,7 @@ impl Ini {
                 continue;
             }
             let Some((key, value)) = split_option(stripped) else {
-                return Err(IniError {
+                return Err(LineError {
                     line,
                     message: "expected `[section]`, `key = value`, `key: value` or a comment".into(),
                 });

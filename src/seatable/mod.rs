@@ -33,6 +33,11 @@ pub const NEW_DATA_DIR: &str = "opt/seatable-server/seatable";
 /// Up to 4.2: `docker-compose.yml` (with the DB password) and, below it, the data.
 pub const OLD_COMPOSE_DIR: &str = "opt/seatable";
 pub const OLD_DATA_DIR: &str = "opt/seatable/seatable-data/seatable";
+/// The data directory when none is configured: the first of the layouts' defaults that exists.
+pub fn default_data_dir() -> Option<PathBuf> {
+    crate::config::DEFAULT_DATA_DIRS.iter().map(PathBuf::from).find(|p| p.is_dir())
+}
+
 /// Where SeaTable's own script sits inside the app container.
 pub const SEATABLE_SH: &str = "/opt/seatable/scripts/seatable.sh";
 
@@ -168,6 +173,76 @@ fn soften<T>(
     }
 }
 
+/// The layout: configured, or recognised by its files under `root` (the new one wins when
+/// both are there, with a note).
+fn choose_layout(choice: LayoutChoice, root: &Path, notes: &mut Vec<String>) -> (Layout, String) {
+    let found = |marker: PathBuf, data: PathBuf| {
+        if marker.is_file() {
+            Some(format!("found `{}`", marker.display()))
+        } else if data.is_dir() {
+            Some(format!("found `{}`", data.display()))
+        } else {
+            None
+        }
+    };
+    let new_found = found(root.join(NEW_COMPOSE_DIR).join(".env"), root.join(NEW_DATA_DIR));
+    let old_found = found(root.join(OLD_COMPOSE_DIR).join("docker-compose.yml"), root.join(OLD_DATA_DIR));
+    match choice {
+        LayoutChoice::New => (Layout::New, "configured (`seatable.layout = \"new\"`)".to_string()),
+        LayoutChoice::Old => (Layout::Old, "configured (`seatable.layout = \"old\"`)".to_string()),
+        LayoutChoice::Custom => (Layout::Custom, "configured (`seatable.layout = \"custom\"`)".to_string()),
+        LayoutChoice::Auto => match (new_found, old_found) {
+            (Some(n), Some(o)) => {
+                notes.push(format!(
+                    "the old layout's files are there too ({o}); they are ignored (a leftover of an upgrade to 4.3?)"
+                ));
+                (Layout::New, n)
+            }
+            (Some(n), None) => (Layout::New, n),
+            (None, Some(o)) => (Layout::Old, o),
+            (None, None) => (
+                Layout::Custom,
+                format!("no SeaTable install found under `{}`: only what is configured is used", root.display()),
+            ),
+        },
+    }
+}
+
+/// The database names the `.env` gives (5.3+), in [`DEFAULT_DATABASES`] order, defaults filling
+/// the gaps; `None` when it names none.
+fn env_databases(env: &DotEnv) -> Option<Vec<String>> {
+    if !DB_NAME_KEYS.iter().any(|k| env.get_nonempty(k).is_some()) {
+        return None;
+    }
+    Some(
+        DB_NAME_KEYS
+            .iter()
+            .zip(DEFAULT_DATABASES)
+            .map(|(k, d)| env.get_nonempty(k).unwrap_or(d).trim().to_string())
+            .collect(),
+    )
+}
+
+/// The external database server the `.env` names (`MARIADB_HOST` other than the bundled
+/// `mariadb`), if any.
+fn external_db(
+    env: &DotEnv,
+    env_file: &Path,
+    lenient: &mut Option<&mut Vec<String>>,
+) -> anyhow::Result<Option<ExternalDb>> {
+    let Some(h) = env.get_nonempty("MARIADB_HOST").filter(|h| h.trim() != "mariadb") else { return Ok(None) };
+    let port = match env.get_nonempty("MARIADB_PORT") {
+        Some(p) => {
+            let parsed = p.trim().parse::<u16>().map_err(|_| {
+                source_err(format!("SeaTable's `{}`: MARIADB_PORT `{p}` is not a port number", env_file.display()))
+            });
+            soften(parsed, lenient, "port 3306 is assumed (set `database.port` to override)")?.unwrap_or(3306)
+        }
+        None => 3306,
+    };
+    Ok(Some(ExternalDb { host: h.trim().to_string(), port }))
+}
+
 impl Install {
     /// Reads the install's files under `seatable.root`. Fails on a file that exists but cannot
     /// be read or parsed (SeaTable could not start with it either), never on a missing one.
@@ -220,44 +295,8 @@ impl Install {
         let new_data = root.join(NEW_DATA_DIR);
         let old_compose = root.join(OLD_COMPOSE_DIR);
         let old_data = root.join(OLD_DATA_DIR);
-        let new_env = new_compose.join(".env");
-        let old_yml = old_compose.join("docker-compose.yml");
         let mut notes = Vec::new();
-
-        let new_found = if new_env.is_file() {
-            Some(format!("found `{}`", new_env.display()))
-        } else if new_data.is_dir() {
-            Some(format!("found `{}`", new_data.display()))
-        } else {
-            None
-        };
-        let old_found = if old_yml.is_file() {
-            Some(format!("found `{}`", old_yml.display()))
-        } else if old_data.is_dir() {
-            Some(format!("found `{}`", old_data.display()))
-        } else {
-            None
-        };
-        let (layout, layout_source) = match st.layout {
-            LayoutChoice::New => (Layout::New, "configured (`seatable.layout = \"new\"`)".to_string()),
-            LayoutChoice::Old => (Layout::Old, "configured (`seatable.layout = \"old\"`)".to_string()),
-            LayoutChoice::Custom => (Layout::Custom, "configured (`seatable.layout = \"custom\"`)".to_string()),
-            LayoutChoice::Auto => match (&new_found, &old_found) {
-                (Some(n), Some(o)) => {
-                    notes.push(format!(
-                        "the old layout's files are there too ({o}); they are ignored (a leftover of an upgrade to 4.3?)"
-                    ));
-                    (Layout::New, n.clone())
-                }
-                (Some(n), None) => (Layout::New, n.clone()),
-                (None, Some(o)) => (Layout::Old, o.clone()),
-                (None, None) => (
-                    Layout::Custom,
-                    format!("no SeaTable install found under `{}`: only what is configured is used", root.display()),
-                ),
-            },
-        };
-
+        let (layout, layout_source) = choose_layout(st.layout, &root, &mut notes);
         let compose_dir = match (&st.compose_dir, layout) {
             (Some(d), _) => Some(d.clone()),
             (None, Layout::New) => Some(new_compose),
@@ -283,37 +322,9 @@ impl Install {
             Layout::Custom => None,
         });
 
-        let env_databases = env.as_ref().and_then(|e| {
-            if DB_NAME_KEYS.iter().any(|k| e.get_nonempty(k).is_some()) {
-                Some(
-                    DB_NAME_KEYS
-                        .iter()
-                        .zip(DEFAULT_DATABASES)
-                        .map(|(k, d)| e.get_nonempty(k).unwrap_or(d).trim().to_string())
-                        .collect(),
-                )
-            } else {
-                None
-            }
-        });
-
-        let external_db = match env.as_ref().and_then(|e| e.get_nonempty("MARIADB_HOST")) {
-            Some(h) if h.trim() != "mariadb" => {
-                let port = match env.as_ref().and_then(|e| e.get_nonempty("MARIADB_PORT")) {
-                    Some(p) => {
-                        let parsed = p.trim().parse::<u16>().map_err(|_| {
-                            source_err(format!(
-                                "SeaTable's `{}`: MARIADB_PORT `{p}` is not a port number",
-                                env_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
-                            ))
-                        });
-                        soften(parsed, &mut lenient, "port 3306 is assumed (set `database.port` to override)")?
-                            .unwrap_or(3306)
-                    }
-                    None => 3306,
-                };
-                Some(ExternalDb { host: h.trim().to_string(), port })
-            }
+        let env_databases = env.as_ref().and_then(env_databases);
+        let external_db = match (&env, &env_file) {
+            (Some(e), Some(f)) => external_db(e, f, &mut lenient)?,
             _ => None,
         };
         let env_db_password = match (&external_db, &env) {
@@ -540,7 +551,7 @@ mod tests {
         match Install::detect(config) {
             Ok(i) => panic!("detected {i:?}"),
             Err(e) => {
-                assert_eq!(crate::error::class_of(&e), Class::Source, "{e:#}");
+                assert_eq!(crate::exit::class_of(&e), Class::Source, "{e:#}");
                 format!("{e:#}")
             }
         }

@@ -8,10 +8,10 @@ use bytes::Bytes;
 
 use super::tar::{write_tar, TarOptions, TarStats, MAX_EXTERNAL_LISTED};
 use super::Produced;
-use crate::catalog::ExternalSymlink;
 use crate::codec::tapped;
 use crate::config::{DataConfig, ALWAYS_EXCLUDED, DEFAULT_DATA_DIRS};
 use crate::error::{Class, Failure};
+use crate::source::tar::ExternalSymlink;
 
 /// Chunks (of about 1 MiB) buffered between the tar thread and the compressor.
 const PIPE_CHUNKS: usize = 4;
@@ -27,7 +27,7 @@ pub struct DataReport {
 pub fn resolve_dir(cfg: &DataConfig) -> anyhow::Result<PathBuf> {
     let dir = match &cfg.dir {
         Some(d) => d.clone(),
-        None => DEFAULT_DATA_DIRS.iter().map(PathBuf::from).find(|p| p.is_dir()).ok_or_else(|| {
+        None => crate::seatable::default_data_dir().ok_or_else(|| {
             Failure::new(
                 Class::Source,
                 format!(
@@ -203,7 +203,7 @@ mod tests {
 
     fn check(dir: &Path, follow: &[&str]) -> Result<(), (Class, String)> {
         let follow: Vec<PathBuf> = follow.iter().map(PathBuf::from).collect();
-        check_follow(dir, &follow).map_err(|e| (crate::error::class_of(&e), format!("{e:#}")))
+        check_follow(dir, &follow).map_err(|e| (crate::exit::class_of(&e), format!("{e:#}")))
     }
 
     #[test]

@@ -619,7 +619,7 @@ mod tests {
             prop_assert!(err.contains(&chunk_k), "{}", err);
             prop_assert!(err.contains(KEY));
             let failure = state.failure().expect("a verdict");
-            prop_assert_eq!(crate::error::class_of(&failure), Class::Integrity);
+            prop_assert_eq!(crate::exit::class_of(&failure), Class::Integrity);
             prop_assert!(state.verified(KEY).is_err());
         }
     }
@@ -749,7 +749,7 @@ mod tests {
             store.put_object(KEY, Bytes::from(bad)).await.unwrap();
             // Nothing is handed on: the error comes before any stream exists.
             let e = open_verified(store.clone(), KEY, want.clone(), policy(50_000), Legacy::Spool).await.err().unwrap();
-            assert_eq!(crate::error::class_of(&e), Class::Integrity);
+            assert_eq!(crate::exit::class_of(&e), Class::Integrity);
             assert!(e.to_string().contains(KEY), "{e}");
             // A missing object, the same.
             store.delete(KEY).await.unwrap();

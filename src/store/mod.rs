@@ -45,6 +45,15 @@ pub enum StoreError {
     Unsupported { store: String, what: &'static str, detail: String },
 }
 
+impl crate::error::Classify for StoreError {
+    fn class(&self) -> crate::error::Class {
+        match self {
+            StoreError::Short { .. } => crate::error::Class::Integrity,
+            _ => crate::error::Class::Storage,
+        }
+    }
+}
+
 /// One object in a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {

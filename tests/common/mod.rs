@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod tree;
 
 use std::collections::HashMap;
 use std::io::Write;
