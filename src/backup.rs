@@ -338,7 +338,7 @@ async fn object_lock(
     if !config.retention.object_lock {
         return None;
     }
-    match store.features().await {
+    match crate::store::features(store).await {
         Ok(f) if f.object_lock => {
             let days = config.retention.object_lock_days.unwrap_or_else(|| class.keep_days(&config.retention));
             let r = Retention {
@@ -370,8 +370,9 @@ async fn lock_set(store: &dyn Store, id: &SetId, prefix: &str, retention: Retent
         .map(|o| o.key)
         .collect();
     let count = keys.len();
+    let admin = store.require_admin("Object Lock")?;
     let failed: Vec<(String, crate::store::StoreError)> = futures::stream::iter(keys)
-        .map(|k| async move { store.lock_object(&k, retention).await.err().map(|e| (k, e)) })
+        .map(|k| async move { admin.lock_object(&k, retention).await.err().map(|e| (k, e)) })
         .buffer_unordered(LOCKS_IN_FLIGHT)
         .filter_map(|r| async move { r })
         .collect()
@@ -431,7 +432,7 @@ fn dump_entry(
         database: Some(db.to_string()),
         excluded_tables,
         only_tables,
-        ..staged.entry(component, Kind::MysqlDump, &config.compression, report.raw_size)
+        ..ObjectEntry::from_stored(&staged.stored, component, Kind::MysqlDump, &config.compression, report.raw_size)
     }
 }
 
@@ -520,7 +521,7 @@ async fn archive(
             external_symlinks: s.external_symlinks.clone(),
             external_symlinks_total: s.external_symlinks_total,
         }),
-        ..staged.entry(component, Kind::Tar, &config.compression, report.raw_size)
+        ..ObjectEntry::from_stored(&staged.stored, component, Kind::Tar, &config.compression, report.raw_size)
     };
     staged.commit().await.with_context(|| format!("backing up {what}"))?;
     written.push(key);

@@ -94,10 +94,10 @@ pub fn class_of(err: &anyhow::Error) -> Class {
             return f.class;
         }
         if let Some(e) = cause.downcast_ref::<crate::store::StoreError>() {
-            return match e {
-                crate::store::StoreError::Short { .. } => Class::Integrity,
-                _ => Class::Storage,
-            };
+            return if e.is_integrity() { Class::Integrity } else { Class::Storage };
+        }
+        if cause.downcast_ref::<crate::store::upload::ReadError>().is_some() {
+            return Class::Source;
         }
         if cause.downcast_ref::<crate::source::tar::TarError>().is_some() {
             return Class::Source;

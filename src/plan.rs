@@ -248,7 +248,7 @@ pub async fn run(config: &Config, store: &dyn Store, json: bool) -> anyhow::Resu
 
     checks.push(lock_check(&config.lock_file));
     if matches!(config.storage.destination, crate::config::Destination::S3 { .. }) && config.retention.object_lock {
-        match store.features().await {
+        match crate::store::features(store).await {
             Ok(f) if f.object_lock => checks.push(pass(
                 "Object Lock",
                 format!(

@@ -20,7 +20,8 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 
 use seatable_backup::config::{Config, Destination, RetentionConfig};
-use seatable_backup::retention::{wanted_rules, RuleSpec};
+use seatable_backup::retention::wanted_rules;
+use seatable_backup::store::LifecycleRule as RuleSpec;
 use seatable_backup::store::LockMode;
 
 // ---------------------------------------------------------------------------------------------
@@ -683,7 +684,7 @@ fn aws_plugin_dir() -> Option<PathBuf> {
 }
 
 /// One planned lifecycle rule of aws_s3_bucket_lifecycle_configuration, in the tool's terms
-/// (what `RuleSpec::from_sdk` would read back from the bucket).
+/// (what the S3 store would read back from the bucket).
 fn planned_rule_spec(r: &Value) -> Value {
     let first = |k: &str| r[k].as_array().and_then(|a| a.first()).cloned();
     let mut other = Vec::<String>::new();
