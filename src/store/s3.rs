@@ -227,9 +227,8 @@ impl S3Store {
         }
     }
 
-    /// One ranged GET (retried by the SDK up to its answer), its body read whole.
-    async fn read_range(&self, key: &str, start: u64, len: u64) -> Result<Vec<Bytes>, StoreError> {
-        let end = start + len; // exclusive
+    /// Sends a ranged GET (bytes `start..end`); the SDK retries it up to its answer.
+    async fn send_range(&self, key: &str, start: u64, end: u64) -> Result<ByteStream, StoreError> {
         let req = self.client.get_object().bucket(&self.bucket).key(key);
         let out =
             with_sse_c!(req, &self.sse_c).range(format!("bytes={start}-{}", end - 1)).send().await.map_err(|e| {
@@ -241,14 +240,7 @@ impl S3Store {
                     other => other,
                 }
             })?;
-        let data = out.body.collect().await.map_err(|e| self.interrupted(key, e))?;
-        // The body's frames as they came (into_bytes would copy them into one new buffer).
-        let pieces: Vec<Bytes> = data.into_segments().collect();
-        let got: u64 = pieces.iter().map(|b| b.len() as u64).sum();
-        if got != len {
-            return Err(StoreError::Short { key: key.to_string(), start, end, got });
-        }
-        Ok(pieces)
+        Ok(out.body)
     }
 }
 
@@ -373,17 +365,28 @@ impl Store for S3Store {
         if len == 0 {
             return Ok(Vec::new());
         }
+        let end = start + len; // exclusive
         let mut attempt = 1;
-        loop {
-            match self.read_range(key, start, len).await {
-                Err(e @ StoreError::Interrupted { .. }) if e.is_transient() && attempt < self.attempts => {
+        let data = loop {
+            // A failed request is final here (the SDK retried it); a body that broke off after
+            // the answer is not retried by anyone else, so it is repeated within the budget.
+            match self.send_range(key, start, end).await?.collect().await.map_err(|e| self.interrupted(key, e)) {
+                Ok(data) => break data,
+                Err(e) if e.is_transient() && attempt < self.attempts => {
                     tracing::warn!(key, start, attempt, error = %e, "ranged GET broke off, repeating it");
                     tokio::time::sleep(std::time::Duration::from_millis(250 << attempt.min(6))).await;
                     attempt += 1;
                 }
-                other => return other,
+                Err(e) => return Err(e),
             }
+        };
+        // The body's frames as they came (into_bytes would copy them into one new buffer).
+        let pieces: Vec<Bytes> = data.into_segments().collect();
+        let got: u64 = pieces.iter().map(|b| b.len() as u64).sum();
+        if got != len {
+            return Err(StoreError::Short { key: key.to_string(), start, end, got });
         }
+        Ok(pieces)
     }
 
     async fn abort_upload(&self, upload: &OpenUpload) -> Result<(), StoreError> {
@@ -827,6 +830,59 @@ mod tests {
         let rebuilt = rule_to_sdk(&changed).unwrap();
         assert_eq!(rebuilt.expiration().and_then(|e| e.days()), Some(10));
         assert!(rebuilt.transitions().is_empty(), "a changed rule is built from its fields");
+    }
+
+    /// A server that answers every GET of `bytes=0-9` with `0123456789`, except that the first
+    /// answer breaks off after five bytes; returns its URL and how many requests it saw.
+    async fn flaky_server() -> (String, Arc<std::sync::atomic::AtomicU32>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let count = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => request.extend_from_slice(&buf[..k]),
+                    }
+                }
+                let head = "HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\nContent-Range: bytes 0-9/10\r\n\r\n";
+                let body: &[u8] = if n == 0 { b"01234" } else { b"0123456789" };
+                let _ = conn.write_all(head.as_bytes()).await;
+                let _ = conn.write_all(body).await;
+                let _ = conn.shutdown().await;
+            }
+        });
+        (url, seen)
+    }
+
+    /// The SDK does not retry a body that breaks off after the answer; the store repeats the
+    /// GET within its attempts, and with none left, says the body broke off (transient).
+    #[tokio::test]
+    async fn a_ranged_get_that_breaks_off_is_repeated() {
+        let settings = |endpoint: String| S3Settings {
+            endpoint: Some(endpoint),
+            region: Some("us-east-1".into()),
+            path_style: true,
+            request_checksums: RequestChecksums::WhenSupported,
+            credentials: Some(("id".into(), crate::config::Secret::new("secret"))),
+        };
+        let (url, seen) = flaky_server().await;
+        let store = S3Store::new("b", &settings(url)).await.unwrap().with_retries(1);
+        let got: Vec<u8> = store.get_range("k", 0, 10).await.unwrap().concat();
+        assert_eq!(got, b"0123456789");
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+        let (url, seen) = flaky_server().await;
+        let store = S3Store::new("b", &settings(url)).await.unwrap().with_retries(0);
+        let err = store.get_range("k", 0, 10).await.unwrap_err();
+        assert!(matches!(err, StoreError::Interrupted { .. }) && err.is_transient(), "{err}");
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1, "no retries: one request");
     }
 
     #[test]
