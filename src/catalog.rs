@@ -21,9 +21,11 @@ use std::fmt;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{valid_segment, RetentionConfig};
+use crate::config::{valid_segment, CompressionConfig, RetentionConfig};
 /// Recorded in the manifest as the tar writer reports it.
 pub use crate::source::tar::ExternalSymlink;
+use crate::store::download::{ChunkHashes, Expected};
+use crate::store::upload::Stored;
 use crate::store::{ObjectInfo, Store, StoreError};
 
 pub const MANIFEST: &str = "manifest.json";
@@ -34,10 +36,8 @@ pub const SCHEMA_VERSION: u32 = 3;
 const SCHEMAS_READ: std::ops::RangeInclusive<u32> = 1..=SCHEMA_VERSION;
 const STAMP_FORMAT: &str = "%Y-%m-%dT%H%M%SZ";
 
-/// Bytes per chunk hash written by `backup`: a restore holds one chunk (plus the ranged GETs in
-/// flight) before it hands any of it on, so this bounds memory and the delay before the first
-/// byte, while keeping the manifest small (a 10 GiB dump has 2,560 hashes).
-pub const CHUNK_SIZE: u64 = 4 * 1024 * 1024;
+/// Bytes per chunk hash written by `backup`: the uploader's (see its reasons there).
+pub const CHUNK_SIZE: u64 = crate::store::upload::CHUNK_SIZE;
 /// The chunk sizes a reader accepts from a manifest (a forged huge chunk size would make the
 /// reader buffer that much before checking it).
 pub const MIN_CHUNK_SIZE: u64 = 64 * 1024;
@@ -311,6 +311,75 @@ pub struct ObjectEntry {
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+impl ObjectEntry {
+    /// The manifest entry of an object the uploader stored: what was stored, how, and its
+    /// hashes; the fields that depend on the kind (`database`, `tar`, ...) are left empty for
+    /// the caller.
+    pub fn from_stored(
+        stored: &Stored,
+        component: impl Into<String>,
+        kind: Kind,
+        compression: &CompressionConfig,
+        raw_size: u64,
+    ) -> ObjectEntry {
+        ObjectEntry {
+            component: component.into(),
+            key: stored.key.clone(),
+            kind,
+            compression: compression.algorithm.name().into(),
+            compression_level: compression.level,
+            stored_size: stored.size,
+            raw_size,
+            sha256: hex::encode(stored.sha256),
+            chunk_size: stored.chunk_size,
+            chunk_sha256: stored.chunk_sha256.iter().map(hex::encode).collect(),
+            parts: stored.parts,
+            database: None,
+            excluded_tables: vec![],
+            only_tables: vec![],
+            tar: None,
+            mirror: None,
+        }
+    }
+
+    /// What the entry says of its object, for the downloader. Malformed hashes are an
+    /// integrity error, never "no check" (`check_manifest` refuses them earlier; this is the
+    /// last guard).
+    pub fn expected(&self) -> anyhow::Result<Expected> {
+        let sha256 = parse_sha256(&self.key, "sha256", &self.sha256)?;
+        if self.chunk_size == 0 && self.chunk_sha256.is_empty() {
+            return Ok(Expected { size: self.stored_size, sha256: Some(sha256), chunks: None });
+        }
+        if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&self.chunk_size)
+            || self.chunk_sha256.len() as u64 != self.stored_size.div_ceil(self.chunk_size)
+        {
+            return Err(crate::error::integrity(format!(
+                "object `{}`: the manifest's chunk hashes do not fit the object ({} hashes of {} bytes for {} bytes)",
+                self.key,
+                self.chunk_sha256.len(),
+                self.chunk_size,
+                self.stored_size
+            )));
+        }
+        let hashes = self
+            .chunk_sha256
+            .iter()
+            .enumerate()
+            .map(|(i, h)| parse_sha256(&self.key, &format!("chunk_sha256[{i}]"), h))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let chunks = Some(ChunkHashes { size: self.chunk_size, sha256: hashes });
+        Ok(Expected { size: self.stored_size, sha256: Some(sha256), chunks })
+    }
+}
+
+fn parse_sha256(key: &str, field: &str, hex_str: &str) -> anyhow::Result<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_str, &mut out).map_err(|_| {
+        crate::error::integrity(format!("object `{key}`: the manifest's `{field}` is not a SHA-256 (64 hex digits)"))
+    })?;
+    Ok(out)
 }
 
 /// A bucket of SeaTable's, mirrored into the set.

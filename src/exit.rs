@@ -6,6 +6,7 @@
 use crate::config::ConfigError;
 use crate::error::{Class, Classify, Failure};
 use crate::source::tar::TarError;
+use crate::store::upload::ReadError;
 use crate::store::StoreError;
 
 /// The class of an error: the first classified error found in its chain (`Internal`: a bug).
@@ -21,6 +22,7 @@ fn class_of_one(cause: &(dyn std::error::Error + 'static)) -> Option<Class> {
         .downcast_ref::<Failure>()
         .map(|f| f.class)
         .or_else(|| typed::<StoreError>(cause))
+        .or_else(|| typed::<ReadError>(cause))
         .or_else(|| typed::<TarError>(cause))
         .or_else(|| typed::<ConfigError>(cause))
 }

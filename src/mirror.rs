@@ -32,9 +32,9 @@ use crate::config::{Algorithm, CompressionConfig, Config, Destination, RequestCh
 use crate::error::{integrity, source, storage};
 use crate::run::Written;
 use crate::seatable::storage::{Backend, S3Credentials, S3Location, StorageBackends};
-use crate::store::s3::{CopySource, S3Store, SseC};
+use crate::store::s3::{S3Store, SseC};
 use crate::store::upload;
-use crate::store::{check_key, ObjectInfo, Store};
+use crate::store::{check_key, copy_from, CopySource, ObjectInfo, Store};
 
 /// One object of a mirrored bucket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,9 +195,9 @@ fn mirrored_bucket(o: &ObjectEntry) -> Option<&str> {
 
 /// Reads an index object, checking its size and SHA-256.
 pub async fn read_index(store: &Arc<dyn Store>, o: &ObjectEntry, config: &Config) -> anyhow::Result<Vec<IndexLine>> {
-    use crate::store::download::{fetch_verified, DownloadPolicy, Expected};
+    use crate::store::download::{fetch_verified, DownloadPolicy};
     let policy = DownloadPolicy::from_upload(&config.storage.upload);
-    let (chunks, state) = fetch_verified(store.clone(), &o.key, Expected::of(o)?, policy);
+    let (chunks, state) = fetch_verified(store.clone(), &o.key, o.expected()?, policy);
     let mut reader =
         codec::decompress(tokio::io::BufReader::new(tokio_util::io::StreamReader::new(chunks)), Algorithm::Zstd);
     let mut text = Vec::new();
@@ -224,12 +224,12 @@ async fn copy_one(
     key: &str,
     config: &Config,
 ) -> anyhow::Result<(u64, bool)> {
-    if dest.copy_from(&src.copy_source(&obj.key, obj.size), key).await? {
+    if copy_from(dest.as_ref(), &src.copy_source(&obj.key, obj.size), key).await? {
         return Ok((obj.size, true));
     }
     let reader = src.get_stream(&obj.key).await?;
     let staged = upload::stage(dest, key, tokio::io::BufReader::new(reader), &config.storage.upload).await?;
-    let size = staged.size;
+    let size = staged.stored.size;
     staged.commit().await?;
     Ok((size, false))
 }
@@ -336,7 +336,7 @@ pub async fn backup_bucket(
     let staged = upload::stage(dest, &key, reader, &config.storage.upload).await?;
     let entry = ObjectEntry {
         mirror: Some(summary),
-        ..staged.entry(format!("objects/{bucket}"), Kind::MirrorIndex, &zstd, raw)
+        ..ObjectEntry::from_stored(&staged.stored, format!("objects/{bucket}"), Kind::MirrorIndex, &zstd, raw)
     };
     staged.commit().await?;
     written.push(&key);
@@ -436,7 +436,7 @@ pub async fn restore_bucket(
             async move {
                 let put = async {
                     if let Some(src) = destination_copy_source(config, &l.at, l.size) {
-                        if target.copy_from(&src, &l.key).await? {
+                        if copy_from(target.as_ref(), &src, &l.key).await? {
                             return Ok::<_, anyhow::Error>((l.size, true));
                         }
                     }
@@ -444,7 +444,7 @@ pub async fn restore_bucket(
                     let staged =
                         upload::stage(target, &l.key, tokio::io::BufReader::new(reader), &config.storage.upload)
                             .await?;
-                    let size = staged.size;
+                    let size = staged.stored.size;
                     if size != l.size {
                         staged.abort().await;
                         return Err(integrity(format!(

@@ -220,7 +220,7 @@ async fn object_lock_check(config: &Config, store: &dyn Store) -> Option<Check> 
     if !(matches!(config.storage.destination, Destination::S3 { .. }) && config.retention.object_lock) {
         return None;
     }
-    Some(match store.features().await {
+    Some(match crate::store::features(store).await {
         Ok(f) if f.object_lock => pass(
             NAME,
             format!(

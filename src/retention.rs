@@ -12,16 +12,12 @@
 //! nothing when the bucket already holds what the configuration wants.
 
 use anyhow::Context;
-use aws_sdk_s3::types::{
-    AbortIncompleteMultipartUpload, ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter,
-    NoncurrentVersionExpiration,
-};
 use serde::Serialize;
 
 use crate::catalog::{self, Class, SetSummary};
 use crate::config::{Config, RetentionConfig};
 use crate::error::{Class as ErrClass, Failure};
-use crate::store::{BucketFeatures, Store, StoreError};
+use crate::store::{BucketAdmin, BucketFeatures, LifecycleRule, Store, StoreError};
 
 /// Every rule this tool writes has an ID that starts so.
 pub const ID_PREFIX: &str = "seatable-backup:";
@@ -30,158 +26,35 @@ pub const ABORT_AFTER_DAYS: i32 = 1;
 /// On a versioned bucket: days a noncurrent version is kept after its object expired.
 pub const NONCURRENT_DAYS: i32 = 1;
 
-/// One lifecycle rule, reduced to what this tool reads and writes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RuleSpec {
-    pub id: String,
-    pub enabled: bool,
-    /// The filter's key prefix (`""`: the whole bucket).
-    pub prefix: String,
-    pub expiration_days: Option<i32>,
-    pub expired_object_delete_marker: bool,
-    pub abort_incomplete_days: Option<i32>,
-    pub noncurrent_days: Option<i32>,
-    /// What else the rule holds, which this tool never writes (transitions, tag or size
-    /// filters, a fixed date, ...).
-    pub other: Vec<String>,
-}
-
 /// `seatable-backup:<prefix>:`: the IDs of the rules that belong to this configuration.
 pub fn our_id_prefix(prefix: &str) -> String {
     format!("{ID_PREFIX}{prefix}:")
 }
 
 /// The rules this configuration wants in the bucket, in the order they are written.
-pub fn wanted_rules(prefix: &str, r: &RetentionConfig, versioned: bool) -> Vec<RuleSpec> {
+pub fn wanted_rules(prefix: &str, r: &RetentionConfig, versioned: bool) -> Vec<LifecycleRule> {
     let ids = our_id_prefix(prefix);
     let base = crate::catalog::prefix_dir(prefix);
-    let blank = |what: &str, prefix: String| RuleSpec {
-        id: format!("{ids}{what}"),
-        enabled: true,
-        prefix,
-        expiration_days: None,
-        expired_object_delete_marker: false,
-        abort_incomplete_days: None,
-        noncurrent_days: None,
-        other: Vec::new(),
-    };
-    let mut rules: Vec<RuleSpec> = Class::ALL
+    let blank = |what: &str, prefix: String| LifecycleRule::new(format!("{ids}{what}"), prefix);
+    let mut rules: Vec<LifecycleRule> = Class::ALL
         .iter()
-        .map(|c| RuleSpec { expiration_days: Some(c.keep_days(r) as i32), ..blank(c.as_str(), format!("{base}{c}/")) })
+        .map(|c| LifecycleRule {
+            expiration_days: Some(c.keep_days(r) as i32),
+            ..blank(c.as_str(), format!("{base}{c}/"))
+        })
         .collect();
-    rules.push(RuleSpec {
+    rules.push(LifecycleRule {
         abort_incomplete_days: Some(ABORT_AFTER_DAYS),
         ..blank("abort-incomplete-uploads", base.clone())
     });
     if versioned {
-        rules.push(RuleSpec {
+        rules.push(LifecycleRule {
             noncurrent_days: Some(NONCURRENT_DAYS),
             expired_object_delete_marker: true,
             ..blank("noncurrent-versions", base)
         });
     }
     rules
-}
-
-impl RuleSpec {
-    pub fn from_sdk(rule: &LifecycleRule) -> RuleSpec {
-        let mut other = Vec::new();
-        #[allow(deprecated)]
-        let legacy_prefix = rule.prefix().map(str::to_string);
-        let prefix = match rule.filter() {
-            Some(f) => {
-                if f.tag().is_some() {
-                    other.push("tag filter".to_string());
-                }
-                if f.object_size_greater_than().is_some() || f.object_size_less_than().is_some() {
-                    other.push("size filter".to_string());
-                }
-                if let Some(and) = f.and() {
-                    other.push("AND filter".to_string());
-                    and.prefix().map(str::to_string)
-                } else {
-                    f.prefix().map(str::to_string)
-                }
-            }
-            None => legacy_prefix,
-        }
-        .unwrap_or_default();
-        let exp = rule.expiration();
-        if exp.and_then(|e| e.date()).is_some() {
-            other.push("expiration at a fixed date".to_string());
-        }
-        if !rule.transitions().is_empty() {
-            other.push(format!("{} transition(s)", rule.transitions().len()));
-        }
-        if !rule.noncurrent_version_transitions().is_empty() {
-            other.push("noncurrent version transition(s)".to_string());
-        }
-        let noncurrent = rule.noncurrent_version_expiration();
-        if noncurrent.and_then(|n| n.newer_noncurrent_versions()).is_some() {
-            other.push("newer noncurrent versions kept".to_string());
-        }
-        RuleSpec {
-            id: rule.id().unwrap_or_default().to_string(),
-            enabled: *rule.status() == ExpirationStatus::Enabled,
-            prefix,
-            expiration_days: exp.and_then(|e| e.days()),
-            expired_object_delete_marker: exp.and_then(|e| e.expired_object_delete_marker()).unwrap_or(false),
-            abort_incomplete_days: rule.abort_incomplete_multipart_upload().and_then(|a| a.days_after_initiation()),
-            noncurrent_days: noncurrent.and_then(|n| n.noncurrent_days()),
-            other,
-        }
-    }
-
-    pub fn to_sdk(&self) -> anyhow::Result<LifecycleRule> {
-        let mut b = LifecycleRule::builder()
-            .id(&self.id)
-            .status(if self.enabled { ExpirationStatus::Enabled } else { ExpirationStatus::Disabled })
-            .filter(LifecycleRuleFilter::builder().prefix(&self.prefix).build());
-        if self.expiration_days.is_some() || self.expired_object_delete_marker {
-            let mut e = LifecycleExpiration::builder();
-            if let Some(d) = self.expiration_days {
-                e = e.days(d);
-            }
-            if self.expired_object_delete_marker {
-                e = e.expired_object_delete_marker(true);
-            }
-            b = b.expiration(e.build());
-        }
-        if let Some(d) = self.abort_incomplete_days {
-            b = b.abort_incomplete_multipart_upload(
-                AbortIncompleteMultipartUpload::builder().days_after_initiation(d).build(),
-            );
-        }
-        if let Some(d) = self.noncurrent_days {
-            b = b.noncurrent_version_expiration(NoncurrentVersionExpiration::builder().noncurrent_days(d).build());
-        }
-        b.build().with_context(|| format!("building lifecycle rule `{}`", self.id))
-    }
-
-    /// `prefix seatable/daily/: expire after 7 days`.
-    pub fn describe(&self) -> String {
-        let mut actions = Vec::new();
-        if let Some(d) = self.expiration_days {
-            actions.push(format!("expire after {d} day{}", if d == 1 { "" } else { "s" }));
-        }
-        if self.expired_object_delete_marker {
-            actions.push("remove expired delete markers".into());
-        }
-        if let Some(d) = self.noncurrent_days {
-            actions.push(format!("remove noncurrent versions after {d} day{}", if d == 1 { "" } else { "s" }));
-        }
-        if let Some(d) = self.abort_incomplete_days {
-            actions.push(format!("abort incomplete uploads after {d} day{}", if d == 1 { "" } else { "s" }));
-        }
-        actions.extend(self.other.iter().cloned());
-        let filter =
-            if self.prefix.is_empty() { "whole bucket".to_string() } else { format!("prefix {}", self.prefix) };
-        format!(
-            "{filter}: {}{}",
-            if actions.is_empty() { "no action".to_string() } else { actions.join(", ") },
-            if self.enabled { "" } else { " (DISABLED)" }
-        )
-    }
 }
 
 /// How a rule in the bucket relates to this configuration.
@@ -203,7 +76,7 @@ pub enum Verdict {
 #[derive(Debug, Clone, Serialize)]
 pub struct RuleState {
     #[serde(flatten)]
-    pub rule: RuleSpec,
+    pub rule: LifecycleRule,
     pub verdict: Verdict,
     /// For `Differs`: what the configuration wants instead.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -218,17 +91,17 @@ pub struct RuleState {
 pub struct Comparison {
     pub rules: Vec<RuleState>,
     /// Wanted rules the bucket does not have.
-    pub missing: Vec<RuleSpec>,
+    pub missing: Vec<LifecycleRule>,
     /// The bucket holds exactly the rules this configuration wants (and others that are kept).
     pub matches: bool,
 }
 
-pub fn compare(prefix: &str, current: &[LifecycleRule], wanted: &[RuleSpec]) -> Comparison {
+pub fn compare(prefix: &str, current: &[LifecycleRule], wanted: &[LifecycleRule]) -> Comparison {
     let ours = our_id_prefix(prefix);
     let base = crate::catalog::prefix_dir(prefix);
     let mut rules = Vec::new();
     for r in current {
-        let spec = RuleSpec::from_sdk(r);
+        let spec = r.clone();
         let (verdict, want) = if spec.id.starts_with(&ours) {
             match wanted.iter().find(|w| w.id == spec.id) {
                 Some(w) if *w == spec => (Verdict::Ok, None),
@@ -251,22 +124,18 @@ pub fn compare(prefix: &str, current: &[LifecycleRule], wanted: &[RuleSpec]) -> 
             });
         rules.push(RuleState { rule: spec, verdict, wanted: want, warning });
     }
-    let missing: Vec<RuleSpec> = wanted.iter().filter(|w| !rules.iter().any(|r| r.rule.id == w.id)).cloned().collect();
+    let missing: Vec<LifecycleRule> =
+        wanted.iter().filter(|w| !rules.iter().any(|r| r.rule.id == w.id)).cloned().collect();
     let matches =
         missing.is_empty() && rules.iter().all(|r| !matches!(r.verdict, Verdict::Differs | Verdict::Unwanted));
     Comparison { rules, missing, matches }
 }
 
-/// The bucket's rules with ours replaced by `wanted`: every rule that is not ours stays, in
-/// its place; ours follow.
-pub fn merge(prefix: &str, current: &[LifecycleRule], wanted: &[RuleSpec]) -> anyhow::Result<Vec<LifecycleRule>> {
+/// The bucket's rules with ours replaced by `wanted`: every rule that is not ours stays as it
+/// was read (the store writes it back unchanged), in its place; ours follow.
+pub fn merge(prefix: &str, current: &[LifecycleRule], wanted: &[LifecycleRule]) -> Vec<LifecycleRule> {
     let ours = our_id_prefix(prefix);
-    let mut out: Vec<LifecycleRule> =
-        current.iter().filter(|r| !r.id().unwrap_or_default().starts_with(&ours)).cloned().collect();
-    for w in wanted {
-        out.push(w.to_sdk()?);
-    }
-    Ok(out)
+    current.iter().filter(|r| !r.id.starts_with(&ours)).chain(wanted).cloned().collect()
 }
 
 /// Where a store without lifecycle rules is pointed to.
@@ -279,7 +148,7 @@ const ADMIN_HINT: &str = "reading and writing lifecycle rules needs s3:GetLifecy
 /// The error of a lifecycle call, with what to do about it.
 fn lifecycle_error(store: &dyn Store, e: StoreError, doing: &str) -> anyhow::Error {
     match e {
-        StoreError::Unsupported { .. } => {
+        StoreError::Unsupported { .. } | StoreError::NoBucket { .. } => {
             Failure::new(ErrClass::Storage, e.to_string()).with_hint(FALLBACK_HINT).into()
         }
         StoreError::AccessDenied { .. } => {
@@ -334,12 +203,12 @@ const SHOW_NEXT: usize = 10;
 pub async fn show(config: &Config, store: &dyn Store, json: bool) -> anyhow::Result<()> {
     let prefix = &config.storage.prefix;
     let features = features_or_warn(store).await;
-    let (lifecycle, unsupported) = match store.lifecycle_rules().await {
+    let (lifecycle, unsupported) = match read_rules(store).await {
         Ok(current) => {
             let wanted = wanted_rules(prefix, &config.retention, features.versioning);
             (Some(compare(prefix, &current, &wanted)), None)
         }
-        Err(e @ StoreError::Unsupported { .. }) => (None, Some(e.to_string())),
+        Err(e @ (StoreError::Unsupported { .. } | StoreError::NoBucket { .. })) => (None, Some(e.to_string())),
         Err(e) => return Err(lifecycle_error(store, e, "reading the lifecycle rules of")),
     };
     let sets = catalog::list_sets(store, prefix).await.context("listing the sets")?;
@@ -435,7 +304,7 @@ fn render_show(r: &ShowReport, ret: &RetentionConfig) -> String {
 /// Versioning and Object Lock, or nothing known (with a warning) where these credentials may
 /// not read them.
 async fn features_or_warn(store: &dyn Store) -> BucketFeatures {
-    match store.features().await {
+    match crate::store::features(store).await {
         Ok(f) => f,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the bucket's versioning and Object Lock settings; taking both as off");
@@ -444,20 +313,29 @@ async fn features_or_warn(store: &dyn Store) -> BucketFeatures {
     }
 }
 
+/// The bucket's lifecycle rules; a store that is no bucket has none to read.
+async fn read_rules(store: &dyn Store) -> Result<Vec<LifecycleRule>, StoreError> {
+    store.require_admin(LIFECYCLE_RULES)?.lifecycle_rules().await
+}
+
+const LIFECYCLE_RULES: &str = "lifecycle rules";
+
 pub async fn apply(config: &Config, store: &dyn Store, dry_run: bool) -> anyhow::Result<()> {
     let prefix = &config.storage.prefix;
+    let admin: &dyn BucketAdmin = store
+        .require_admin(LIFECYCLE_RULES)
+        .map_err(|e| lifecycle_error(store, e, "reading the lifecycle rules of"))?;
     let current =
-        store.lifecycle_rules().await.map_err(|e| lifecycle_error(store, e, "reading the lifecycle rules of"))?;
-    let features = store
+        admin.lifecycle_rules().await.map_err(|e| lifecycle_error(store, e, "reading the lifecycle rules of"))?;
+    let features = admin
         .features()
         .await
         .with_context(|| format!("reading the versioning and Object Lock settings of {}", store.describe()))?;
     let wanted = wanted_rules(prefix, &config.retention, features.versioning);
     let cmp = compare(prefix, &current, &wanted);
-    let merged = merge(prefix, &current, &wanted)?;
-    let before: Vec<RuleSpec> = current.iter().map(RuleSpec::from_sdk).collect();
-    let after: Vec<RuleSpec> = merged.iter().map(RuleSpec::from_sdk).collect();
-    let list = |v: &[RuleSpec]| -> String {
+    let merged = merge(prefix, &current, &wanted);
+    let (before, after) = (&current, &merged);
+    let list = |v: &[LifecycleRule]| -> String {
         if v.is_empty() {
             return "  (none)\n".into();
         }
@@ -468,18 +346,18 @@ pub async fn apply(config: &Config, store: &dyn Store, dry_run: bool) -> anyhow:
     }
     if cmp.matches {
         println!("{}: the lifecycle rules are already as configured; nothing to change.", store.describe());
-        print!("{}", list(&before));
+        print!("{}", list(before));
         return Ok(());
     }
-    println!("Lifecycle rules of {} before:\n{}after:\n{}", store.describe(), list(&before), list(&after));
+    println!("Lifecycle rules of {} before:\n{}after:\n{}", store.describe(), list(before), list(after));
     if dry_run {
         println!("Dry run: nothing written.");
         return Ok(());
     }
-    store.put_lifecycle_rules(merged).await.map_err(|e| lifecycle_error(store, e, "writing the lifecycle rules of"))?;
+    admin.put_lifecycle_rules(merged).await.map_err(|e| lifecycle_error(store, e, "writing the lifecycle rules of"))?;
     // Read them back: a store may accept a configuration and silently drop what it does not know.
     let stored =
-        store.lifecycle_rules().await.map_err(|e| lifecycle_error(store, e, "reading back the lifecycle rules of"))?;
+        admin.lifecycle_rules().await.map_err(|e| lifecycle_error(store, e, "reading back the lifecycle rules of"))?;
     let check = compare(prefix, &stored, &wanted);
     if !check.matches {
         let what: Vec<String> = check
@@ -505,11 +383,9 @@ pub async fn apply(config: &Config, store: &dyn Store, dry_run: bool) -> anyhow:
         .with_hint(FALLBACK_HINT)
         .into());
     }
-    let lost: Vec<&RuleSpec> = before
+    let lost: Vec<&LifecycleRule> = before
         .iter()
-        .filter(|b| {
-            !b.id.starts_with(&our_id_prefix(prefix)) && !stored.iter().any(|s| s.id().unwrap_or_default() == b.id)
-        })
+        .filter(|b| !b.id.starts_with(&our_id_prefix(prefix)) && !stored.iter().any(|s| s.id == b.id))
         .collect();
     if let Some(l) = lost.first() {
         return Err(Failure::new(
@@ -527,13 +403,7 @@ mod tests {
     use super::*;
 
     fn foreign(id: &str, prefix: &str, days: i32) -> LifecycleRule {
-        LifecycleRule::builder()
-            .id(id)
-            .status(ExpirationStatus::Enabled)
-            .filter(LifecycleRuleFilter::builder().prefix(prefix).build())
-            .expiration(LifecycleExpiration::builder().days(days).build())
-            .build()
-            .unwrap()
+        LifecycleRule { expiration_days: Some(days), ..LifecycleRule::new(id.into(), prefix.into()) }
     }
 
     #[test]
@@ -556,30 +426,20 @@ mod tests {
     }
 
     #[test]
-    fn rules_round_trip_through_the_sdk_types() {
-        for w in wanted_rules("p/q", &RetentionConfig::default(), true) {
-            assert_eq!(RuleSpec::from_sdk(&w.to_sdk().unwrap()), w);
-        }
-    }
-
-    #[test]
     fn merge_keeps_foreign_rules_and_replaces_ours() {
         let wanted = wanted_rules("seatable", &RetentionConfig::default(), false);
         let mut old_daily = wanted[0].clone();
         old_daily.expiration_days = Some(3);
-        let current = vec![
-            foreign("logs", "logs/", 30),
-            old_daily.to_sdk().unwrap(),
-            foreign("seatable-backup:other:daily", "other/daily/", 2),
-        ];
+        let current =
+            vec![foreign("logs", "logs/", 30), old_daily, foreign("seatable-backup:other:daily", "other/daily/", 2)];
         let c = compare("seatable", &current, &wanted);
         assert!(!c.matches);
         assert_eq!(c.rules[0].verdict, Verdict::Foreign);
         assert_eq!(c.rules[1].verdict, Verdict::Differs);
         assert_eq!(c.rules[2].verdict, Verdict::OtherPrefix);
         assert_eq!(c.missing.len(), 3);
-        let merged = merge("seatable", &current, &wanted).unwrap();
-        let ids: Vec<&str> = merged.iter().map(|r| r.id().unwrap()).collect();
+        let merged = merge("seatable", &current, &wanted);
+        let ids: Vec<&str> = merged.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(
             ids,
             [
@@ -593,7 +453,7 @@ mod tests {
         );
         assert!(compare("seatable", &merged, &wanted).matches);
         // Merging again changes nothing.
-        assert_eq!(merge("seatable", &merged, &wanted).unwrap(), merged);
+        assert_eq!(merge("seatable", &merged, &wanted), merged);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::error::{integrity, Class, Failure};
 use crate::output::human_bytes;
 use crate::restore::load::FeedError;
 use crate::source::dump::DbSource;
-use crate::store::download::{open_verified, DownloadPolicy, Expected, Legacy};
+use crate::store::download::{open_verified, DownloadPolicy, Legacy};
 use crate::store::Store;
 
 #[derive(Debug, Clone, Default)]
@@ -38,7 +38,7 @@ fn algorithm(o: &ObjectEntry) -> anyhow::Result<Algorithm> {
 async fn check_object(store: &Arc<dyn Store>, o: &ObjectEntry, policy: DownloadPolicy) -> anyhow::Result<String> {
     // Nothing here is used beyond counting and parsing: an object without chunk hashes streams,
     // its verdict is checked below before anything is reported good.
-    let (chunks, state) = open_verified(store.clone(), &o.key, Expected::of(o)?, policy, Legacy::Stream).await?;
+    let (chunks, state) = open_verified(store.clone(), &o.key, o.expected()?, policy, Legacy::Stream).await?;
     let reader = decompress(tokio::io::BufReader::with_capacity(256 * 1024, StreamReader::new(chunks)), algorithm(o)?);
     let result: anyhow::Result<(u64, String)> = match o.kind {
         Kind::MysqlDump => {
@@ -159,7 +159,7 @@ async fn deep_check(
     }
     // Verified before any of it reaches the server, even the throw-away database: per chunk, or
     // (sets without chunk hashes) whole, in a temporary file, before loading starts.
-    let (chunks, state) = open_verified(store.clone(), &o.key, Expected::of(o)?, policy, Legacy::Spool).await?;
+    let (chunks, state) = open_verified(store.clone(), &o.key, o.expected()?, policy, Legacy::Spool).await?;
     db.drop_database(&scratch).await?;
     db.sql(&format!("CREATE DATABASE {} CHARACTER SET 'utf8mb4'", crate::restore::load::ident(&scratch))).await?;
     let reader = decompress(tokio::io::BufReader::with_capacity(256 * 1024, StreamReader::new(chunks)), algorithm(o)?);

@@ -10,14 +10,12 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use aws_sdk_s3::types::{ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter};
 use common::{assert_exit, env, stderr, stdout, unique_prefix, Run};
 use seatable_backup::catalog::{self, Class, Kind, Manifest, ObjectEntry, SetId, SourceInfo};
 use seatable_backup::config::RequestChecksums;
-use seatable_backup::retention::RuleSpec;
 use seatable_backup::store::local::LocalStore;
 use seatable_backup::store::s3::S3Store;
-use seatable_backup::store::Store;
+use seatable_backup::store::{BucketAdmin, LifecycleRule, Store};
 
 /// A bucket of its own: lifecycle rules are per bucket, and other tests share the main one.
 fn own_bucket(tag: &str) -> String {
@@ -26,22 +24,16 @@ fn own_bucket(tag: &str) -> String {
     name
 }
 
-async fn store_of(bucket: &str, checksums: RequestChecksums) -> Arc<dyn Store> {
+async fn store_of(bucket: &str, checksums: RequestChecksums) -> Arc<S3Store> {
     Arc::new(S3Store::new(bucket, &env().s3_settings(checksums)).await.expect("S3 store"))
 }
 
 fn foreign_rule() -> LifecycleRule {
-    LifecycleRule::builder()
-        .id("keep-logs-30-days")
-        .status(ExpirationStatus::Enabled)
-        .filter(LifecycleRuleFilter::builder().prefix("logs/").build())
-        .expiration(LifecycleExpiration::builder().days(30).build())
-        .build()
-        .unwrap()
+    LifecycleRule { expiration_days: Some(30), ..LifecycleRule::new("keep-logs-30-days".into(), "logs/".into()) }
 }
 
 fn ids(rules: &[LifecycleRule]) -> Vec<String> {
-    rules.iter().map(|r| r.id().unwrap_or_default().to_string()).collect()
+    rules.iter().map(|r| r.id.clone()).collect()
 }
 
 #[tokio::test]
@@ -88,7 +80,7 @@ async fn lifecycle_rules_round_trip_on_garage() {
         );
         // The foreign rule is untouched; ours are what the defaults say.
         assert_eq!(rules[0], foreign_rule());
-        let specs: Vec<RuleSpec> = rules[1..].iter().map(RuleSpec::from_sdk).collect();
+        let specs = rules[1..].to_vec();
         assert_eq!(
             specs,
             seatable_backup::retention::wanted_rules(
@@ -123,7 +115,7 @@ async fn lifecycle_rules_round_trip_on_garage() {
         let after = store.lifecycle_rules().await.unwrap();
         assert_eq!(ids(&after), ids(&rules));
         assert_eq!(after[0], foreign_rule());
-        assert_eq!(RuleSpec::from_sdk(&after[1]).expiration_days, Some(3));
+        assert_eq!(after[1].expiration_days, Some(3));
         let out = run(&["retention", "show"]);
         assert!(stdout(&out).contains("DIFFERS"), "{}", stdout(&out));
 

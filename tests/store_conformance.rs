@@ -1,5 +1,8 @@
 //! One suite for the `Store` trait and the streaming uploader, run against the local-directory
-//! store and against Garage (with both request-checksum settings).
+//! store and against Garage (with both request-checksum settings), and one for the
+//! `BucketAdmin` trait, run against Garage (Object Lock, which Garage lacks, is checked against
+//! moto in `tests/retention.rs`). The Garage tests fail, never skip, when the test environment
+//! is missing.
 
 mod common;
 
@@ -8,8 +11,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use seatable_backup::config::{RequestChecksums, UploadPolicy};
 use seatable_backup::store::local::LocalStore;
+use seatable_backup::store::s3::S3Store;
 use seatable_backup::store::upload::{self, part_size_for};
-use seatable_backup::store::{Store, StoreError};
+use seatable_backup::store::{BucketFeatures, CopySource, LifecycleRule, Store, StoreError};
 use sha2::Digest;
 use tokio::io::AsyncReadExt;
 
@@ -84,8 +88,8 @@ async fn suite(store: Arc<dyn Store>, prefix: &str) {
     let staged = upload::stage(&store, &key, std::io::Cursor::new(small.clone()), &policy(5 * MIB, 10_000, false))
         .await
         .unwrap();
-    assert_eq!(staged.parts, 1);
-    assert_eq!(staged.sha256, <[u8; 32]>::from(sha2::Sha256::digest(&small)));
+    assert_eq!(staged.stored.parts, 1);
+    assert_eq!(staged.stored.sha256, <[u8; 32]>::from(sha2::Sha256::digest(&small)));
     assert!(store.list(&key).await.unwrap().is_empty(), "visible before commit");
     staged.commit().await.unwrap();
     assert_eq!(read_all(store.as_ref(), &key).await, small);
@@ -97,8 +101,8 @@ async fn suite(store: Arc<dyn Store>, prefix: &str) {
         let staged = upload::stage(&store, &key, std::io::Cursor::new(big.clone()), &policy(5 * MIB, 10_000, false))
             .await
             .unwrap();
-        assert_eq!(staged.parts as usize, len.div_ceil(5 * MIB));
-        assert_eq!(staged.size, len as u64);
+        assert_eq!(staged.stored.parts as usize, len.div_ceil(5 * MIB));
+        assert_eq!(staged.stored.size, len as u64);
         assert!(store.list(&key).await.unwrap().is_empty(), "visible before commit");
         assert_eq!(store.list_open_uploads(&key).await.unwrap().len(), 1);
         staged.commit().await.unwrap();
@@ -156,8 +160,8 @@ async fn suite(store: Arc<dyn Store>, prefix: &str) {
         }
         n
     };
-    assert_eq!(staged.parts, expected_parts);
-    assert!(staged.parts < 10, "growth keeps 75 MiB well within 20 parts ({} used)", staged.parts);
+    assert_eq!(staged.stored.parts, expected_parts);
+    assert!(staged.stored.parts < 10, "growth keeps 75 MiB well within 20 parts ({} used)", staged.stored.parts);
     staged.commit().await.unwrap();
     assert!(read_all(store.as_ref(), &key).await == big, "grown upload content differs");
 
@@ -214,4 +218,74 @@ async fn local_preflight_writes_nothing() {
     std::fs::write(&file, b"x").unwrap();
     let err = LocalStore::new(file.join("sub")).preflight().await.unwrap_err();
     assert!(err.to_string().contains("not a directory"), "{err}");
+}
+
+/// A source on `endpoint` for a server-side copy.
+fn source(endpoint: Option<&str>, bucket: &str, key: &str, size: u64) -> CopySource {
+    CopySource { endpoint: endpoint.map(str::to_string), bucket: bucket.into(), key: key.into(), size, sse_c: None }
+}
+
+/// What a directory has of a bucket's administration: nothing, said once, by name.
+#[tokio::test]
+async fn a_local_directory_has_no_bucket_administration() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path().to_path_buf());
+    assert!(store.admin().is_none());
+    let err = store.require_admin("lifecycle rules").err().expect("no administration");
+    let msg = err.to_string();
+    assert!(msg.contains("keeps no bucket configuration") && msg.contains(&store.describe()), "{msg}");
+    assert!(msg.contains("does not support lifecycle rules"), "{msg}");
+    assert_eq!(seatable_backup::store::features(&store).await.unwrap(), BucketFeatures::default());
+    store.put_object("a/b", Bytes::from_static(b"x")).await.unwrap();
+    let copied = seatable_backup::store::copy_from(&store, &source(None, "b", "a/b", 1), "a/c").await.unwrap();
+    assert!(!copied, "a directory never copies server-side");
+}
+
+/// Lifecycle rules round trip (ours and a rule that is not ours, each as it was written),
+/// versioning and Object Lock are read, and objects are copied server-side on the same
+/// endpoint and refused (for streaming) from another.
+async fn admin_suite(store: &S3Store, bucket: &str) {
+    let admin = store.admin().expect("an S3 store has bucket administration");
+    assert_eq!(admin.features().await.unwrap(), BucketFeatures::default(), "Garage has neither");
+
+    assert!(admin.lifecycle_rules().await.unwrap().is_empty());
+    let foreign = LifecycleRule { expiration_days: Some(30), ..LifecycleRule::new("keep-logs".into(), "logs/".into()) };
+    let ours = LifecycleRule {
+        abort_incomplete_days: Some(1),
+        ..LifecycleRule::new("seatable-backup:p:abort-incomplete-uploads".into(), "p/".into())
+    };
+    admin.put_lifecycle_rules(vec![foreign.clone(), ours.clone()]).await.unwrap();
+    let read = admin.lifecycle_rules().await.unwrap();
+    assert_eq!(read, vec![foreign.clone(), ours.clone()]);
+    // Written back as read, nothing changes.
+    admin.put_lifecycle_rules(read.clone()).await.unwrap();
+    assert_eq!(admin.lifecycle_rules().await.unwrap(), read);
+    // A changed rule that was read is written as changed.
+    let mut changed = read.clone();
+    changed[0].expiration_days = Some(3);
+    admin.put_lifecycle_rules(changed.clone()).await.unwrap();
+    assert_eq!(admin.lifecycle_rules().await.unwrap()[0].expiration_days, Some(3));
+    admin.put_lifecycle_rules(Vec::new()).await.unwrap();
+    assert!(admin.lifecycle_rules().await.unwrap().is_empty());
+
+    let body = Bytes::from(data(100_000, 8));
+    store.put_object("src/one.bin", body.clone()).await.unwrap();
+    let endpoint = common::env().endpoint();
+    let copied = admin.copy_from(&source(Some(endpoint), bucket, "src/one.bin", 100_000), "dst/one.bin").await.unwrap();
+    assert!(copied, "same endpoint: a server-side copy");
+    assert_eq!(store.get_object("dst/one.bin").await.unwrap(), body);
+    let elsewhere = source(Some("http://elsewhere.invalid:3900"), bucket, "src/one.bin", 100_000);
+    assert!(!admin.copy_from(&elsewhere, "dst/two.bin").await.unwrap(), "another endpoint: streamed");
+    assert!(store.list("dst/two.bin").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn garage_bucket_administration_conforms() {
+    for (tag, checksums) in [("ws", RequestChecksums::WhenSupported), ("wr", RequestChecksums::WhenRequired)] {
+        // Lifecycle rules are per bucket, and other tests share the main one.
+        let bucket = format!("admin-{tag}-{}", std::process::id());
+        common::garage_bucket(&bucket);
+        let store = S3Store::new(&bucket, &common::env().s3_settings(checksums)).await.expect("S3 store");
+        admin_suite(&store, &bucket).await;
+    }
 }

@@ -20,7 +20,8 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 
 use seatable_backup::config::{Config, Destination, RetentionConfig};
-use seatable_backup::retention::{wanted_rules, RuleSpec};
+use seatable_backup::retention::wanted_rules;
+use seatable_backup::store::LifecycleRule;
 use seatable_backup::store::LockMode;
 
 // ---------------------------------------------------------------------------------------------
@@ -336,7 +337,7 @@ fn example_readmes_list_every_variable_and_output() {
 
 /// What the MinIO example makes of the tool's rules: `minio_ilm_policy` rules, without those it
 /// cannot hold (AbortIncompleteMultipartUpload alone).
-fn minio_form(rules: &[RuleSpec]) -> Value {
+fn minio_form(rules: &[LifecycleRule]) -> Value {
     let mut out = Vec::new();
     for r in rules {
         assert!(r.other.is_empty(), "the tool's own rules hold nothing else: {r:?}");
@@ -420,7 +421,7 @@ fn lifecycle_rules_module_equals_the_tools_rules() {
         // The abort-incomplete-uploads rule is the only one MinIO's resource leaves out.
         let minio_ids: Vec<&str> =
             got["minio_rules"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
-        let dropped: Vec<&RuleSpec> = want.iter().filter(|r| !minio_ids.contains(&r.id.as_str())).collect();
+        let dropped: Vec<&LifecycleRule> = want.iter().filter(|r| !minio_ids.contains(&r.id.as_str())).collect();
         assert_eq!(dropped.len(), 1, "{dropped:?}");
         assert!(dropped[0].id.ends_with(":abort-incomplete-uploads"), "{dropped:?}");
     }
@@ -683,7 +684,7 @@ fn aws_plugin_dir() -> Option<PathBuf> {
 }
 
 /// One planned lifecycle rule of aws_s3_bucket_lifecycle_configuration, in the tool's terms
-/// (what `RuleSpec::from_sdk` would read back from the bucket).
+/// (what the S3 store would read back from the bucket).
 fn planned_rule_spec(r: &Value) -> Value {
     let first = |k: &str| r[k].as_array().and_then(|a| a.first()).cloned();
     let mut other = Vec::<String>::new();

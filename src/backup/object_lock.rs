@@ -19,7 +19,7 @@ pub async fn retention_for(
     if !config.retention.object_lock {
         return None;
     }
-    match store.features().await {
+    match crate::store::features(store).await {
         Ok(f) if f.object_lock => {
             let days = config.retention.object_lock_days.unwrap_or_else(|| class.keep_days(&config.retention));
             let r = Retention {
@@ -51,8 +51,9 @@ pub async fn lock_set(store: &dyn Store, id: &SetId, prefix: &str, retention: Re
         .map(|o| o.key)
         .collect();
     let count = keys.len();
+    let admin = store.require_admin("Object Lock")?;
     let failed: Vec<(String, crate::store::StoreError)> = futures::stream::iter(keys)
-        .map(|k| async move { store.lock_object(&k, retention).await.err().map(|e| (k, e)) })
+        .map(|k| async move { admin.lock_object(&k, retention).await.err().map(|e| (k, e)) })
         .buffer_unordered(LOCKS_IN_FLIGHT)
         .filter_map(|r| async move { r })
         .collect()

@@ -151,7 +151,7 @@ fn dump_entry(
         database: Some(db.to_string()),
         excluded_tables,
         only_tables,
-        ..staged.entry(component, Kind::MysqlDump, &config.compression, report.raw_size)
+        ..ObjectEntry::from_stored(&staged.stored, component, Kind::MysqlDump, &config.compression, report.raw_size)
     }
 }
 
@@ -310,7 +310,7 @@ async fn archive(
             external_symlinks: s.external_symlinks.clone(),
             external_symlinks_total: s.external_symlinks_total,
         }),
-        ..staged.entry(component, Kind::Tar, &config.compression, report.raw_size)
+        ..ObjectEntry::from_stored(&staged.stored, component, Kind::Tar, &config.compression, report.raw_size)
     };
     staged.commit().await.with_context(|| format!("backing up {what}"))?;
     to.written.push(key);

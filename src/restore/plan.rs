@@ -34,7 +34,7 @@ impl Item {
     /// size.
     pub fn expected(&self) -> anyhow::Result<Expected> {
         match &self.entry {
-            Some(e) => Expected::of(e).map(Expected::chunks_only),
+            Some(e) => e.expected().map(Expected::chunks_only),
             None => Ok(Expected::size_only(self.size)),
         }
     }

@@ -18,38 +18,33 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 
 use super::{Store, StoreError};
-use crate::catalog::{ObjectEntry, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
 use crate::config::UploadPolicy;
-use crate::error::{integrity, Class, Failure};
-use crate::source::Chunks;
 
 const MIB: u64 = 1024 * 1024;
 
+/// The verified bytes of an object, in order; an error takes the place of the end when they
+/// do not check out.
+pub type Chunks = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// How an object is fetched. Retries are the store's (see `s3.rs`), not the downloader's.
 #[derive(Debug, Clone, Copy)]
 pub struct DownloadPolicy {
     /// Bytes per ranged GET.
     pub chunk_size: u64,
     /// Ranged GETs in flight.
     pub in_flight: usize,
-    /// Retries of one ranged GET after a transient failure.
-    pub retries: u32,
 }
 
 impl DownloadPolicy {
     /// The upload settings also bound downloads: one part size per request, as many in flight.
     pub fn from_upload(p: &UploadPolicy) -> Self {
-        DownloadPolicy {
-            chunk_size: p.part_size.clamp(MIB, 64 * MIB),
-            in_flight: p.parts_in_flight.max(1),
-            retries: p.part_retries,
-        }
+        DownloadPolicy { chunk_size: p.part_size.clamp(MIB, 64 * MIB), in_flight: p.parts_in_flight.max(1) }
     }
 }
 
@@ -71,43 +66,7 @@ pub struct Expected {
     pub chunks: Option<ChunkHashes>,
 }
 
-fn parse_sha256(key: &str, field: &str, hex_str: &str) -> anyhow::Result<[u8; 32]> {
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(hex_str, &mut out)
-        .map_err(|_| integrity(format!("object `{key}`: the manifest's `{field}` is not a SHA-256 (64 hex digits)")))?;
-    Ok(out)
-}
-
 impl Expected {
-    /// What a manifest entry says of its object. Malformed hashes are an integrity error, never
-    /// "no check" (`catalog::check_manifest` refuses them earlier; this is the last guard).
-    pub fn of(o: &ObjectEntry) -> anyhow::Result<Expected> {
-        let sha256 = parse_sha256(&o.key, "sha256", &o.sha256)?;
-        let chunks = if o.chunk_size == 0 && o.chunk_sha256.is_empty() {
-            None
-        } else {
-            if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&o.chunk_size)
-                || o.chunk_sha256.len() as u64 != o.stored_size.div_ceil(o.chunk_size)
-            {
-                return Err(integrity(format!(
-                    "object `{}`: the manifest's chunk hashes do not fit the object ({} hashes of {} bytes for {} bytes)",
-                    o.key,
-                    o.chunk_sha256.len(),
-                    o.chunk_size,
-                    o.stored_size
-                )));
-            }
-            let hashes = o
-                .chunk_sha256
-                .iter()
-                .enumerate()
-                .map(|(i, h)| parse_sha256(&o.key, &format!("chunk_sha256[{i}]"), h))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            Some(ChunkHashes { size: o.chunk_size, sha256: hashes })
-        };
-        Ok(Expected { size: o.stored_size, sha256: Some(sha256), chunks })
-    }
-
     /// Only the size is known: an object of a set without manifest, restored with
     /// `--allow-incomplete`. The one case where no hash is checked.
     /// Without the whole object's SHA-256 when every chunk has one: the chunk hashes cover
@@ -132,7 +91,7 @@ pub struct FetchState {
     /// Time spent gathering and checking chunks (hashing each one), for the debug log.
     chunk_nanos: AtomicU64,
     /// `None` while running; `Some(Ok)` once the last byte passed and the hash matched.
-    outcome: Mutex<Option<Result<(), (Class, String)>>>,
+    outcome: Mutex<Option<Result<(), StoreError>>>,
 }
 
 impl FetchState {
@@ -146,7 +105,7 @@ impl FetchState {
         self.bytes.load(Ordering::Relaxed)
     }
 
-    fn set(&self, r: Result<(), (Class, String)>) {
+    fn set(&self, r: Result<(), StoreError>) {
         if let Ok(mut o) = self.outcome.lock() {
             if o.is_none() {
                 *o = Some(r);
@@ -158,7 +117,7 @@ impl FetchState {
     pub fn failure(&self) -> Option<anyhow::Error> {
         match self.outcome.lock().ok()?.as_ref()? {
             Ok(()) => None,
-            Err((class, msg)) => Some(Failure::new(*class, msg.clone()).into()),
+            Err(e) => Some(e.clone().into()),
         }
     }
 
@@ -166,29 +125,14 @@ impl FetchState {
     pub fn verified(&self, key: &str) -> anyhow::Result<()> {
         match self.outcome.lock().ok().and_then(|o| o.clone()) {
             Some(Ok(())) => Ok(()),
-            Some(Err((class, msg))) => Err(Failure::new(class, msg).into()),
-            None => Err(integrity(format!("object `{key}` was not read to its end"))),
+            Some(Err(e)) => Err(e.into()),
+            None => Err(mismatch(key, "was not read to its end".into()).into()),
         }
     }
 }
 
-fn transient(e: &StoreError) -> bool {
-    matches!(e, StoreError::Unreachable { .. } | StoreError::Service { .. } | StoreError::Io { .. })
-}
-
-async fn fetch(store: &dyn Store, key: &str, start: u64, len: u64, retries: u32) -> Result<Vec<Bytes>, StoreError> {
-    let mut attempt = 0;
-    loop {
-        match store.get_range(key, start, len).await {
-            Ok(b) => return Ok(b),
-            Err(e) if transient(&e) && attempt < retries => {
-                attempt += 1;
-                tracing::warn!(key, start, attempt, error = %e, "ranged GET failed, retrying");
-                tokio::time::sleep(Duration::from_millis(250 << attempt.min(6))).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+fn mismatch(key: &str, problem: String) -> StoreError {
+    StoreError::Mismatch { key: key.to_string(), problem }
 }
 
 /// The bytes of `key` in order, fetched in ranges with several requests in flight.
@@ -206,7 +150,7 @@ pub fn ranged(
             let (store, key) = (store.clone(), key.clone());
             async move {
                 let start = i * chunk;
-                fetch(&*store, &key, start, chunk.min(size - start), policy.retries).await
+                store.get_range(&key, start, chunk.min(size - start)).await
             }
         })
         .buffered(policy.in_flight.max(1))
@@ -280,10 +224,10 @@ where
     }
 
     /// Takes one piece from the store.
-    fn take(&mut self, mut b: Bytes) -> Result<(), String> {
+    fn take(&mut self, mut b: Bytes) -> Result<(), StoreError> {
         let size = self.expected.size;
         if self.received + b.len() as u64 > size {
-            return Err(format!("object `{}` is longer than the manifest says ({size} bytes)", self.key));
+            return Err(mismatch(&self.key, format!("is longer than the manifest says ({size} bytes)")));
         }
         self.received += b.len() as u64;
         if self.expected.sha256.is_some() {
@@ -294,7 +238,7 @@ where
             return Ok(());
         };
         if cs == 0 {
-            return Err(format!("object `{}`: chunk hashes with a chunk size of 0", self.key));
+            return Err(mismatch(&self.key, "has chunk hashes with a chunk size of 0".into()));
         }
         let started = std::time::Instant::now();
         while !b.is_empty() {
@@ -315,20 +259,19 @@ where
 
     /// Checks the chunk just gathered; it becomes ready unless it is the last one, which waits
     /// for the whole object's verdict in [`Verifier::finish`].
-    fn close_chunk(&mut self, cs: u64, len: u64) -> Result<(), String> {
+    fn close_chunk(&mut self, cs: u64, len: u64) -> Result<(), StoreError> {
         let got: [u8; 32] = self.chunk.finalize_reset().into();
         let i = self.index;
         let want = self.expected.chunks.as_ref().and_then(|c| c.sha256.get(i as usize));
         if want != Some(&got) {
             self.gathering.clear();
-            return Err(format!(
-                "object `{}` does not match the manifest: chunk {i} (bytes {}..{}) has SHA-256 {}, expected {}; none of its bytes were used",
-                self.key,
+            return Err(mismatch(&self.key, format!(
+                "does not match the manifest: chunk {i} (bytes {}..{}) has SHA-256 {}, expected {}; none of its bytes were used",
                 i * cs,
                 i * cs + len,
                 hex::encode(got),
                 want.map(hex::encode).unwrap_or_else(|| "no chunk".into())
-            ));
+            )));
         }
         self.index += 1;
         self.gathered = 0;
@@ -342,7 +285,7 @@ where
 
     /// The store's stream ended: the size and the whole SHA-256 decide; only then is the last
     /// chunk released.
-    fn finish(&mut self) -> Result<(), String> {
+    fn finish(&mut self) -> Result<(), StoreError> {
         let n = self.received;
         let got: [u8; 32] = self.whole.finalize_reset().into();
         let hash_ok = self.expected.sha256.is_none_or(|want| want == got);
@@ -350,12 +293,14 @@ where
             self.expected.chunks.as_ref().is_none_or(|c| self.gathered == 0 && self.index == c.sha256.len() as u64);
         if n != self.expected.size || !hash_ok || !chunks_ok {
             self.gathering.clear();
-            return Err(format!(
-                "object `{}` does not match the manifest: SHA-256 {} ({n} bytes), expected {} ({} bytes)",
-                self.key,
-                hex::encode(got),
-                self.expected.sha256.map(hex::encode).unwrap_or_else(|| "any".into()),
-                self.expected.size
+            return Err(mismatch(
+                &self.key,
+                format!(
+                    "does not match the manifest: SHA-256 {} ({n} bytes), expected {} ({} bytes)",
+                    hex::encode(got),
+                    self.expected.sha256.map(hex::encode).unwrap_or_else(|| "any".into()),
+                    self.expected.size
+                ),
             ));
         }
         for piece in std::mem::take(&mut self.gathering) {
@@ -364,22 +309,16 @@ where
         Ok(())
     }
 
-    fn store_failure(&self, e: StoreError) -> (Class, String) {
-        let class = match e {
-            StoreError::Short { .. } | StoreError::NotFound { .. } => Class::Integrity,
-            _ => Class::Storage,
+    /// Records the download's verdict; the consumer gets the same message as an I/O error.
+    fn fail(&mut self, e: StoreError) {
+        // A missing object is the manifest's (the set's) problem, not the store's.
+        let e = match e {
+            StoreError::NotFound { key } => mismatch(&key, "named by the manifest is missing".into()),
+            other => other,
         };
-        let msg = match &e {
-            StoreError::NotFound { key } => format!("object `{key}` named by the manifest is missing"),
-            other => other.to_string(),
-        };
-        (class, msg)
-    }
-
-    fn fail(&mut self, class: Class, msg: String) {
-        self.state.set(Err((class, msg.clone())));
+        self.failed = Some(e.to_string());
+        self.state.set(Err(e));
         self.gathering.clear();
-        self.failed = Some(msg);
     }
 }
 
@@ -398,18 +337,15 @@ where
             match this.inner.as_mut().poll_next(cx) {
                 Poll::Pending => break,
                 Poll::Ready(Some(Ok(b))) => {
-                    if let Err(msg) = this.take(b) {
-                        this.fail(Class::Integrity, msg);
+                    if let Err(e) = this.take(b) {
+                        this.fail(e);
                     }
                 }
-                Poll::Ready(Some(Err(e))) => {
-                    let (class, msg) = this.store_failure(e);
-                    this.fail(class, msg);
-                }
+                Poll::Ready(Some(Err(e))) => this.fail(e),
                 Poll::Ready(None) => {
                     this.inner_done = true;
-                    if let Err(msg) = this.finish() {
-                        this.fail(Class::Integrity, msg);
+                    if let Err(e) = this.finish() {
+                        this.fail(e);
                     }
                 }
             }
@@ -478,13 +414,13 @@ pub async fn open_verified(
     spool(store, key, expected, policy).await
 }
 
+/// A failure of this host (the temporary directory), not of the store or the data: it carries
+/// no class of its own.
 fn spool_failed(key: &str, what: &str, e: std::io::Error) -> anyhow::Error {
-    Failure::new(
-        Class::Internal,
-        format!("{what} a temporary file in `{}` for checking `{key}` before use: {e}", std::env::temp_dir().display()),
-    )
-    .with_hint("a set made before chunk hashes is checked whole before use: TMPDIR needs room for its largest dump")
-    .into()
+    anyhow::Error::new(e).context(format!(
+        "{what} a temporary file in `{}` for checking `{key}` before use (a set made before chunk hashes is checked whole before use: TMPDIR needs room for its largest dump)",
+        std::env::temp_dir().display()
+    ))
 }
 
 async fn spool(
@@ -505,7 +441,7 @@ async fn spool(
         match piece {
             Ok(b) => file.write_all(&b).await.map_err(|e| spool_failed(key, "writing", e))?,
             Err(e) => {
-                return Err(state.failure().unwrap_or_else(|| integrity(format!("downloading `{key}`: {e}"))));
+                return Err(state.failure().unwrap_or_else(|| mismatch(key, format!("could not be read: {e}")).into()));
             }
         }
     }
@@ -516,7 +452,7 @@ async fn spool(
     let inner = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).map_err(move |source| StoreError::Io {
         op: "reading",
         path: path.clone(),
-        source,
+        source: Arc::new(source),
     });
     // The copy matched; the size is checked again as it is read back.
     let state = Arc::new(FetchState::default());
@@ -527,6 +463,7 @@ async fn spool(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::ObjectEntry;
     use crate::store::local::LocalStore;
     use proptest::prelude::*;
 
@@ -619,7 +556,7 @@ mod tests {
             prop_assert!(err.contains(&chunk_k), "{}", err);
             prop_assert!(err.contains(KEY));
             let failure = state.failure().expect("a verdict");
-            prop_assert_eq!(crate::exit::class_of(&failure), Class::Integrity);
+            prop_assert_eq!(crate::exit::class_of(&failure), crate::error::Class::Integrity);
             prop_assert!(state.verified(KEY).is_err());
         }
     }
@@ -701,7 +638,7 @@ mod tests {
     }
 
     fn policy(range: u64) -> DownloadPolicy {
-        DownloadPolicy { chunk_size: range, in_flight: 3, retries: 0 }
+        DownloadPolicy { chunk_size: range, in_flight: 3 }
     }
 
     #[test]
@@ -749,7 +686,7 @@ mod tests {
             store.put_object(KEY, Bytes::from(bad)).await.unwrap();
             // Nothing is handed on: the error comes before any stream exists.
             let e = open_verified(store.clone(), KEY, want.clone(), policy(50_000), Legacy::Spool).await.err().unwrap();
-            assert_eq!(crate::exit::class_of(&e), Class::Integrity);
+            assert_eq!(crate::exit::class_of(&e), crate::error::Class::Integrity);
             assert!(e.to_string().contains(KEY), "{e}");
             // A missing object, the same.
             store.delete(KEY).await.unwrap();
@@ -784,15 +721,15 @@ mod tests {
             tar: None,
             mirror: None,
         };
-        assert_eq!(Expected::of(&entry).unwrap(), e);
+        assert_eq!(entry.expected().unwrap(), e);
         let legacy = ObjectEntry { chunk_size: 0, chunk_sha256: vec![], ..entry.clone() };
-        assert_eq!(Expected::of(&legacy).unwrap().chunks, None);
+        assert_eq!(legacy.expected().unwrap().chunks, None);
         // Malformed hashes never mean "no check".
-        assert!(Expected::of(&ObjectEntry { sha256: String::new(), ..entry.clone() }).is_err());
+        assert!(ObjectEntry { sha256: String::new(), ..entry.clone() }.expected().is_err());
         let mut short = entry.clone();
         short.chunk_sha256.pop();
-        assert!(Expected::of(&short).is_err());
-        assert!(Expected::of(&ObjectEntry { chunk_size: 1, ..entry.clone() }).is_err());
-        assert!(Expected::of(&ObjectEntry { chunk_sha256: vec![], ..entry }).is_err());
+        assert!(short.expected().is_err());
+        assert!(ObjectEntry { chunk_size: 1, ..entry.clone() }.expected().is_err());
+        assert!(ObjectEntry { chunk_sha256: vec![], ..entry }.expected().is_err());
     }
 }

@@ -3,6 +3,9 @@
 //! Same guarantees as S3: an object appears under its key only when complete. An upload writes
 //! `.<name>.partial-<id>` beside the final file (parts land at their offsets), and completion
 //! is fsync + rename + fsync of the directory. Listings never show partial files.
+//!
+//! Nothing here is retried: its errors are never transient (see [`StoreError::is_transient`]).
+//! A directory is no bucket, so it has no [`BucketAdmin`](super::BucketAdmin).
 
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -33,7 +36,7 @@ impl LocalStore {
 }
 
 fn io_err(op: &'static str, path: &Path, source: std::io::Error) -> StoreError {
-    StoreError::Io { op, path: path.display().to_string(), source }
+    StoreError::Io { op, path: path.display().to_string(), source: Arc::new(source) }
 }
 
 /// `dir/.name.partial-<pid>-<n>`, unique within this process and across processes.
@@ -51,9 +54,9 @@ fn is_partial(name: &str) -> bool {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
-        Err(StoreError::Io { op: "run", path: String::new(), source: std::io::Error::other(e.to_string()) })
-    })
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(io_err("run", Path::new(""), std::io::Error::other(e.to_string()))))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {

@@ -4,11 +4,19 @@
 //! instance metadata) unless the config file holds a key pair. Part checksums: with the SDK's
 //! default (`when_supported`) every part carries a CRC32 and completion echoes only the ETags,
 //! which Garage, MinIO and AWS all accept; `when_required` sends no checksums at all.
+//!
+//! Retries: one policy, the SDK's standard retry mode (exponential backoff with jitter, for
+//! timeouts, broken connections, 5xx and throttling answers), configured here once with
+//! `storage.part_retries + 1` attempts per request ([`S3Store::with_retries`]). Nothing above
+//! retries a request again; the one thing the SDK does not cover, a ranged GET whose body
+//! breaks off after the answer, is repeated by [`S3Store::get_range`] within the same budget.
+//! The SDK's types stay in this file: lifecycle rules and copy sources are converted here.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
+use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
@@ -18,8 +26,8 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use super::{
-    check_key, BucketFeatures, ByteReader, LifecycleRule, LockMode, MultipartUpload, ObjectInfo, OpenUpload,
-    PartReceipt, Retention, Store, StoreError,
+    check_key, BucketAdmin, BucketFeatures, ByteReader, CopySource, Kept, LifecycleRule, LockMode, MultipartUpload,
+    ObjectInfo, OpenUpload, PartReceipt, Retention, Store, StoreError,
 };
 use crate::config::{RequestChecksums, S3Settings};
 
@@ -34,7 +42,17 @@ pub struct S3Store {
     endpoint_url: Option<String>,
     /// A customer key that every read and write of this bucket carries (SSE-C).
     sse_c: Option<SseC>,
+    /// Attempts per request, as the SDK has them (see [`S3Store::with_retries`]).
+    attempts: u32,
 }
+
+/// The one retry policy: `retries` more attempts of each request after the first.
+fn retry_config(retries: u32) -> RetryConfig {
+    RetryConfig::standard().with_max_attempts(retries.saturating_add(1))
+}
+
+/// Retries of a store opened without [`S3Store::with_retries`]: `storage.part_retries`' default.
+const DEFAULT_RETRIES: u32 = 3;
 
 /// An SSE-C customer key (AES-256), as the S3 API wants it: base64 of the 32 key bytes and of
 /// their MD5. Never printed.
@@ -81,17 +99,6 @@ macro_rules! with_sse_c {
             None => $req,
         }
     };
-}
-
-/// An object to copy server-side (see [`Store::copy_from`](super::Store::copy_from)).
-#[derive(Debug, Clone)]
-pub struct CopySource {
-    /// The source's endpoint URL (`None`: AWS).
-    pub endpoint: Option<String>,
-    pub bucket: String,
-    pub key: String,
-    pub size: u64,
-    pub sse_c: Option<SseC>,
 }
 
 /// CopyObject's limit; larger objects are streamed.
@@ -157,6 +164,7 @@ impl S3Store {
         // checksum the SDK sends by default. Over plain HTTP without checksums, keep it.
         let unsigned_parts = s.endpoint.as_deref().is_none_or(|e| e.starts_with("https://"))
             || s.request_checksums == RequestChecksums::WhenSupported;
+        b = b.retry_config(retry_config(DEFAULT_RETRIES));
         Ok(S3Store {
             client: Client::from_conf(b.build()),
             unsigned_parts,
@@ -164,7 +172,16 @@ impl S3Store {
             endpoint: s.endpoint.clone().unwrap_or_else(|| "AWS S3".to_string()),
             endpoint_url: s.endpoint.clone(),
             sse_c: None,
+            attempts: DEFAULT_RETRIES + 1,
         })
+    }
+
+    /// Every request of this store is tried up to `retries + 1` times (`storage.part_retries`).
+    pub fn with_retries(mut self, retries: u32) -> Self {
+        let conf = self.client.config().to_builder().retry_config(retry_config(retries)).build();
+        self.client = Client::from_conf(conf);
+        self.attempts = retries.saturating_add(1);
+        self
     }
 
     /// Every read and write of this store carries this SSE-C key.
@@ -199,6 +216,31 @@ impl S3Store {
         SdkError<E, R>: std::error::Error,
     {
         map_sdk_error(op, &self.bucket, &self.endpoint, &self.target(key), err)
+    }
+
+    /// A response body of `key` that broke off after the answer.
+    fn interrupted(&self, key: &str, e: aws_sdk_s3::primitives::ByteStreamError) -> StoreError {
+        StoreError::Interrupted {
+            op: "read",
+            target: self.target(key),
+            detail: one_line(&DisplayErrorContext(&e).to_string()),
+        }
+    }
+
+    /// Sends a ranged GET (bytes `start..end`); the SDK retries it up to its answer.
+    async fn send_range(&self, key: &str, start: u64, end: u64) -> Result<ByteStream, StoreError> {
+        let req = self.client.get_object().bucket(&self.bucket).key(key);
+        let out =
+            with_sse_c!(req, &self.sse_c).range(format!("bytes={start}-{}", end - 1)).send().await.map_err(|e| {
+                match self.map("get", key, e) {
+                    // A range that starts past the end: the object is shorter than the manifest says.
+                    StoreError::Service { detail, .. } if detail.starts_with("InvalidRange") => {
+                        StoreError::Short { key: key.to_string(), start, end, got: 0 }
+                    }
+                    other => other,
+                }
+            })?;
+        Ok(out.body)
     }
 }
 
@@ -282,35 +324,6 @@ impl Store for S3Store {
         Ok(())
     }
 
-    async fn copy_from(&self, src: &CopySource, key: &str) -> Result<bool, StoreError> {
-        check_key(key)?;
-        if !same_endpoint(src.endpoint.as_deref(), self.endpoint_url.as_deref()) || src.size > MAX_COPY_SIZE {
-            return Ok(false);
-        }
-        let req = self
-            .client
-            .copy_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .copy_source(copy_source_header(&src.bucket, &src.key));
-        let req = with_sse_c!(req, &self.sse_c);
-        let req = match &src.sse_c {
-            Some(k) => req
-                .copy_source_sse_customer_algorithm("AES256")
-                .copy_source_sse_customer_key(&k.key_b64)
-                .copy_source_sse_customer_key_md5(&k.md5_b64),
-            None => req,
-        };
-        match req.send().await {
-            Ok(_) => Ok(true),
-            Err(e) => match self.map("copy", key, e) {
-                // These credentials may not read the source: the caller streams it instead.
-                StoreError::AccessDenied { .. } => Ok(false),
-                other => Err(other),
-            },
-        }
-    }
-
     async fn create_upload(&self, key: &str) -> Result<Arc<dyn MultipartUpload>, StoreError> {
         check_key(key)?;
         let req = self.client.create_multipart_upload().bucket(&self.bucket).key(key);
@@ -336,11 +349,7 @@ impl Store for S3Store {
         check_key(key)?;
         let req = self.client.get_object().bucket(&self.bucket).key(key);
         let out = with_sse_c!(req, &self.sse_c).send().await.map_err(|e| self.map("get", key, e))?;
-        let data = out.body.collect().await.map_err(|e| StoreError::Service {
-            op: "read",
-            target: self.target(key),
-            detail: one_line(&DisplayErrorContext(&e).to_string()),
-        })?;
+        let data = out.body.collect().await.map_err(|e| self.interrupted(key, e))?;
         Ok(data.into_bytes())
     }
 
@@ -357,22 +366,20 @@ impl Store for S3Store {
             return Ok(Vec::new());
         }
         let end = start + len; // exclusive
-        let req = self.client.get_object().bucket(&self.bucket).key(key);
-        let out =
-            with_sse_c!(req, &self.sse_c).range(format!("bytes={start}-{}", end - 1)).send().await.map_err(|e| {
-                match self.map("get", key, e) {
-                    // A range that starts past the end: the object is shorter than the manifest says.
-                    StoreError::Service { detail, .. } if detail.starts_with("InvalidRange") => {
-                        StoreError::Short { key: key.to_string(), start, end, got: 0 }
-                    }
-                    other => other,
+        let mut attempt = 1;
+        let data = loop {
+            // A failed request is final here (the SDK retried it); a body that broke off after
+            // the answer is not retried by anyone else, so it is repeated within the budget.
+            match self.send_range(key, start, end).await?.collect().await.map_err(|e| self.interrupted(key, e)) {
+                Ok(data) => break data,
+                Err(e) if e.is_transient() && attempt < self.attempts => {
+                    tracing::warn!(key, start, attempt, error = %e, "ranged GET broke off, repeating it");
+                    tokio::time::sleep(std::time::Duration::from_millis(250 << attempt.min(6))).await;
+                    attempt += 1;
                 }
-            })?;
-        let data = out.body.collect().await.map_err(|e| StoreError::Service {
-            op: "read",
-            target: self.target(key),
-            detail: one_line(&DisplayErrorContext(&e).to_string()),
-        })?;
+                Err(e) => return Err(e),
+            }
+        };
         // The body's frames as they came (into_bytes would copy them into one new buffer).
         let pieces: Vec<Bytes> = data.into_segments().collect();
         let got: u64 = pieces.iter().map(|b| b.len() as u64).sum();
@@ -462,9 +469,16 @@ impl Store for S3Store {
         Ok(out)
     }
 
+    fn admin(&self) -> Option<&dyn BucketAdmin> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl BucketAdmin for S3Store {
     async fn lifecycle_rules(&self) -> Result<Vec<LifecycleRule>, StoreError> {
         match self.client.get_bucket_lifecycle_configuration().bucket(&self.bucket).send().await {
-            Ok(out) => Ok(out.rules().to_vec()),
+            Ok(out) => Ok(out.rules().iter().map(rule_from_sdk).collect()),
             // Garage answers 204 with no body when a bucket has no rules.
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 204) => Ok(Vec::new()),
             Err(e) => match self.map_bucket_op("get lifecycle configuration", "lifecycle rules", e) {
@@ -487,14 +501,16 @@ impl Store for S3Store {
                 .map_err(|e| self.map_bucket_op("delete lifecycle configuration", "lifecycle rules", e))?;
             return Ok(());
         }
-        let conf =
-            aws_sdk_s3::types::BucketLifecycleConfiguration::builder().set_rules(Some(rules)).build().map_err(|e| {
-                StoreError::Service {
-                    op: "put lifecycle configuration",
-                    target: self.target(""),
-                    detail: e.to_string(),
-                }
-            })?;
+        let invalid = |e: aws_sdk_s3::error::BuildError| StoreError::Service {
+            op: "put lifecycle configuration",
+            target: self.target(""),
+            detail: e.to_string(),
+        };
+        let rules = rules.iter().map(rule_to_sdk).collect::<Result<Vec<_>, _>>().map_err(invalid)?;
+        let conf = aws_sdk_s3::types::BucketLifecycleConfiguration::builder()
+            .set_rules(Some(rules))
+            .build()
+            .map_err(invalid)?;
         self.client
             .put_bucket_lifecycle_configuration()
             .bucket(&self.bucket)
@@ -552,6 +568,35 @@ impl Store for S3Store {
             .map_err(|e| self.map("put object retention", key, e))?;
         Ok(())
     }
+
+    async fn copy_from(&self, src: &CopySource, key: &str) -> Result<bool, StoreError> {
+        check_key(key)?;
+        if !same_endpoint(src.endpoint.as_deref(), self.endpoint_url.as_deref()) || src.size > MAX_COPY_SIZE {
+            return Ok(false);
+        }
+        let req = self
+            .client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .copy_source(copy_source_header(&src.bucket, &src.key));
+        let req = with_sse_c!(req, &self.sse_c);
+        let req = match &src.sse_c {
+            Some(k) => req
+                .copy_source_sse_customer_algorithm("AES256")
+                .copy_source_sse_customer_key(&k.key_b64)
+                .copy_source_sse_customer_key_md5(&k.md5_b64),
+            None => req,
+        };
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e) => match self.map("copy", key, e) {
+                // These credentials may not read the source: the caller streams it instead.
+                StoreError::AccessDenied { .. } => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
 }
 
 impl S3Store {
@@ -577,6 +622,94 @@ impl S3Store {
             other => other,
         }
     }
+}
+
+/// A lifecycle rule as this tool reads it; the SDK's rule is kept to be written back as it is.
+fn rule_from_sdk(rule: &aws_sdk_s3::types::LifecycleRule) -> LifecycleRule {
+    use aws_sdk_s3::types::ExpirationStatus;
+    let mut other = Vec::new();
+    #[allow(deprecated)]
+    let legacy_prefix = rule.prefix().map(str::to_string);
+    let prefix = match rule.filter() {
+        Some(f) => {
+            if f.tag().is_some() {
+                other.push("tag filter".to_string());
+            }
+            if f.object_size_greater_than().is_some() || f.object_size_less_than().is_some() {
+                other.push("size filter".to_string());
+            }
+            if let Some(and) = f.and() {
+                other.push("AND filter".to_string());
+                and.prefix().map(str::to_string)
+            } else {
+                f.prefix().map(str::to_string)
+            }
+        }
+        None => legacy_prefix,
+    }
+    .unwrap_or_default();
+    let exp = rule.expiration();
+    if exp.and_then(|e| e.date()).is_some() {
+        other.push("expiration at a fixed date".to_string());
+    }
+    if !rule.transitions().is_empty() {
+        other.push(format!("{} transition(s)", rule.transitions().len()));
+    }
+    if !rule.noncurrent_version_transitions().is_empty() {
+        other.push("noncurrent version transition(s)".to_string());
+    }
+    let noncurrent = rule.noncurrent_version_expiration();
+    if noncurrent.and_then(|n| n.newer_noncurrent_versions()).is_some() {
+        other.push("newer noncurrent versions kept".to_string());
+    }
+    LifecycleRule {
+        id: rule.id().unwrap_or_default().to_string(),
+        enabled: *rule.status() == ExpirationStatus::Enabled,
+        prefix,
+        expiration_days: exp.and_then(|e| e.days()),
+        expired_object_delete_marker: exp.and_then(|e| e.expired_object_delete_marker()).unwrap_or(false),
+        abort_incomplete_days: rule.abort_incomplete_multipart_upload().and_then(|a| a.days_after_initiation()),
+        noncurrent_days: noncurrent.and_then(|n| n.noncurrent_days()),
+        other,
+        kept: Kept::new(rule.clone()),
+    }
+}
+
+/// The SDK's rule for `rule`: the one it was read as while its fields are unchanged (so that
+/// what this tool does not model stays), else one built from the fields.
+fn rule_to_sdk(rule: &LifecycleRule) -> Result<aws_sdk_s3::types::LifecycleRule, aws_sdk_s3::error::BuildError> {
+    use aws_sdk_s3::types::{
+        AbortIncompleteMultipartUpload, ExpirationStatus, LifecycleExpiration, LifecycleRuleFilter,
+        NoncurrentVersionExpiration,
+    };
+    if let Some(original) = rule.kept.get::<aws_sdk_s3::types::LifecycleRule>() {
+        if rule_from_sdk(original) == *rule {
+            return Ok(original.clone());
+        }
+    }
+    let mut b = aws_sdk_s3::types::LifecycleRule::builder()
+        .id(&rule.id)
+        .status(if rule.enabled { ExpirationStatus::Enabled } else { ExpirationStatus::Disabled })
+        .filter(LifecycleRuleFilter::builder().prefix(&rule.prefix).build());
+    if rule.expiration_days.is_some() || rule.expired_object_delete_marker {
+        let mut e = LifecycleExpiration::builder();
+        if let Some(d) = rule.expiration_days {
+            e = e.days(d);
+        }
+        if rule.expired_object_delete_marker {
+            e = e.expired_object_delete_marker(true);
+        }
+        b = b.expiration(e.build());
+    }
+    if let Some(d) = rule.abort_incomplete_days {
+        b = b.abort_incomplete_multipart_upload(
+            AbortIncompleteMultipartUpload::builder().days_after_initiation(d).build(),
+        );
+    }
+    if let Some(d) = rule.noncurrent_days {
+        b = b.noncurrent_version_expiration(NoncurrentVersionExpiration::builder().noncurrent_days(d).build());
+    }
+    b.build()
 }
 
 struct S3Upload {
@@ -651,5 +784,111 @@ impl MultipartUpload for S3Upload {
             .await
             .map_err(|e| map_sdk_error("abort multipart upload", &self.bucket, &self.endpoint, &self.target(), e))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::types::{
+        ExpirationStatus, LifecycleExpiration, LifecycleRuleFilter, Transition, TransitionStorageClass,
+    };
+
+    fn ours(days: i32) -> LifecycleRule {
+        LifecycleRule {
+            expiration_days: Some(days),
+            expired_object_delete_marker: true,
+            noncurrent_days: Some(1),
+            ..LifecycleRule::new("seatable-backup:p:daily".into(), "p/daily/".into())
+        }
+    }
+
+    #[test]
+    fn rules_round_trip_through_the_sdk_types() {
+        let rule = ours(7);
+        assert_eq!(rule_from_sdk(&rule_to_sdk(&rule).unwrap()), rule);
+    }
+
+    /// What this tool does not model (a transition) survives a read and a write unchanged, as
+    /// long as the rule's fields were not changed.
+    #[test]
+    fn a_foreign_rule_is_written_back_as_it_was_read() {
+        let sdk = aws_sdk_s3::types::LifecycleRule::builder()
+            .id("archive")
+            .status(ExpirationStatus::Enabled)
+            .filter(LifecycleRuleFilter::builder().prefix("logs/").build())
+            .expiration(LifecycleExpiration::builder().days(400).build())
+            .transitions(Transition::builder().days(30).storage_class(TransitionStorageClass::Glacier).build())
+            .build()
+            .unwrap();
+        let read = rule_from_sdk(&sdk);
+        assert_eq!(read.other, ["1 transition(s)"]);
+        assert_eq!(rule_to_sdk(&read).unwrap(), sdk);
+        assert_eq!(rule_to_sdk(&read.clone()).unwrap(), sdk, "clones keep it too");
+        let mut changed = read;
+        changed.expiration_days = Some(10);
+        let rebuilt = rule_to_sdk(&changed).unwrap();
+        assert_eq!(rebuilt.expiration().and_then(|e| e.days()), Some(10));
+        assert!(rebuilt.transitions().is_empty(), "a changed rule is built from its fields");
+    }
+
+    /// A server that answers every GET of `bytes=0-9` with `0123456789`, except that the first
+    /// answer breaks off after five bytes; returns its URL and how many requests it saw.
+    async fn flaky_server() -> (String, Arc<std::sync::atomic::AtomicU32>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let count = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => request.extend_from_slice(&buf[..k]),
+                    }
+                }
+                let head = "HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\nContent-Range: bytes 0-9/10\r\n\r\n";
+                let body: &[u8] = if n == 0 { b"01234" } else { b"0123456789" };
+                let _ = conn.write_all(head.as_bytes()).await;
+                let _ = conn.write_all(body).await;
+                let _ = conn.shutdown().await;
+            }
+        });
+        (url, seen)
+    }
+
+    /// The SDK does not retry a body that breaks off after the answer; the store repeats the
+    /// GET within its attempts, and with none left, says the body broke off (transient).
+    #[tokio::test]
+    async fn a_ranged_get_that_breaks_off_is_repeated() {
+        let settings = |endpoint: String| S3Settings {
+            endpoint: Some(endpoint),
+            region: Some("us-east-1".into()),
+            path_style: true,
+            request_checksums: RequestChecksums::WhenSupported,
+            credentials: Some(("id".into(), crate::config::Secret::new("secret"))),
+        };
+        let (url, seen) = flaky_server().await;
+        let store = S3Store::new("b", &settings(url)).await.unwrap().with_retries(1);
+        let got: Vec<u8> = store.get_range("k", 0, 10).await.unwrap().concat();
+        assert_eq!(got, b"0123456789");
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+        let (url, seen) = flaky_server().await;
+        let store = S3Store::new("b", &settings(url)).await.unwrap().with_retries(0);
+        let err = store.get_range("k", 0, 10).await.unwrap_err();
+        assert!(matches!(err, StoreError::Interrupted { .. }) && err.is_transient(), "{err}");
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1, "no retries: one request");
+    }
+
+    #[test]
+    fn retries_are_attempts_after_the_first() {
+        assert_eq!(retry_config(0).max_attempts(), 1);
+        assert_eq!(retry_config(3).max_attempts(), 4);
+        assert_eq!(retry_config(3).mode(), aws_sdk_s3::config::retry::RetryMode::Standard);
     }
 }

@@ -22,7 +22,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -32,10 +31,29 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::{MultipartUpload, PartReceipt, Store, StoreError};
-use crate::catalog::CHUNK_SIZE;
 use crate::config::{UploadPolicy, MAX_PART_SIZE};
 
 const MIB: u64 = 1024 * 1024;
+
+/// Bytes per chunk hash of a staged object (the manifest's `chunk_size`, see `catalog.rs`): a
+/// restore holds one chunk (plus the ranged GETs in flight) before it hands any of it on, so
+/// this bounds memory and the delay before the first byte, while keeping the manifest small
+/// (a 10 GiB dump has 2,560 hashes).
+pub const CHUNK_SIZE: u64 = 4 * 1024 * 1024;
+
+/// The producer's stream broke (a Docker connection, a pipe): the source failed, not the store.
+#[derive(Debug, thiserror::Error)]
+#[error("reading the stream for `{key}`: {source}")]
+pub struct ReadError {
+    pub key: String,
+    pub source: std::io::Error,
+}
+
+impl crate::error::Classify for ReadError {
+    fn class(&self) -> crate::error::Class {
+        crate::error::Class::Source
+    }
+}
 
 /// The size of part `number` (from 1) under `policy`.
 pub fn part_size_for(policy: &UploadPolicy, number: u32) -> u64 {
@@ -139,11 +157,11 @@ impl ChunkHasher {
     }
 }
 
-/// An object whose bytes are all uploaded but not yet visible.
-pub struct Staged {
-    store: Arc<dyn Store>,
-    key: String,
-    state: State,
+/// What the store holds (or will hold, once committed) of an object: the uploader's result,
+/// from which `catalog` makes the manifest entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub key: String,
     /// Bytes stored (after compression).
     pub size: u64,
     /// SHA-256 of the stored bytes.
@@ -156,6 +174,13 @@ pub struct Staged {
     pub parts: u32,
 }
 
+/// An object whose bytes are all uploaded but not yet visible.
+pub struct Staged {
+    store: Arc<dyn Store>,
+    state: State,
+    pub stored: Stored,
+}
+
 enum State {
     Single(Bytes),
     Multipart { upload: Arc<dyn MultipartUpload>, receipts: Vec<PartReceipt>, id: u64 },
@@ -163,47 +188,19 @@ enum State {
 
 impl Staged {
     pub fn key(&self) -> &str {
-        &self.key
+        &self.stored.key
     }
 
     /// Makes the object visible under its key.
-    /// The manifest entry of this object: what was stored, how, and its SHA-256; the fields
-    /// that depend on the kind (`database`, `tar`, ...) are left empty for the caller.
-    pub fn entry(
-        &self,
-        component: impl Into<String>,
-        kind: crate::catalog::Kind,
-        compression: &crate::config::CompressionConfig,
-        raw_size: u64,
-    ) -> crate::catalog::ObjectEntry {
-        crate::catalog::ObjectEntry {
-            component: component.into(),
-            key: self.key.clone(),
-            kind,
-            compression: compression.algorithm.name().into(),
-            compression_level: compression.level,
-            stored_size: self.size,
-            raw_size,
-            sha256: hex::encode(self.sha256),
-            chunk_size: self.chunk_size,
-            chunk_sha256: self.chunk_sha256.iter().map(hex::encode).collect(),
-            parts: self.parts,
-            database: None,
-            excluded_tables: vec![],
-            only_tables: vec![],
-            tar: None,
-            mirror: None,
-        }
-    }
-
     pub async fn commit(self) -> Result<(), StoreError> {
+        let key = &self.stored.key;
         match self.state {
-            State::Single(body) => self.store.put_object(&self.key, body).await,
+            State::Single(body) => self.store.put_object(key, body).await,
             State::Multipart { upload, receipts, id } => {
                 let result = upload.complete(receipts).await;
                 if result.is_err() {
                     if let Err(e) = upload.abort().await {
-                        tracing::warn!(key = %self.key, error = %e, "could not abort the upload after a failed completion");
+                        tracing::warn!(key = %key, error = %e, "could not abort the upload after a failed completion");
                     }
                 }
                 unregister(id);
@@ -216,7 +213,7 @@ impl Staged {
     pub async fn abort(self) {
         if let State::Multipart { upload, id, .. } = self.state {
             if let Err(e) = upload.abort().await {
-                tracing::error!(key = %self.key, error = %e, "could not abort the upload; the bucket's AbortIncompleteMultipartUpload rule will remove it");
+                tracing::error!(key = %self.stored.key, error = %e, "could not abort the upload; the bucket's AbortIncompleteMultipartUpload rule will remove it");
             }
             unregister(id);
         }
@@ -275,35 +272,8 @@ async fn read_part<R: AsyncRead + Unpin>(reader: &mut R, size: u64, pool: &Buffe
     Ok(Bytes::from(buf))
 }
 
-/// The producer's stream broke (a Docker connection, a pipe): a source failure.
-fn read_failed(key: &str, e: std::io::Error) -> anyhow::Error {
-    crate::error::Failure::new(crate::error::Class::Source, format!("reading the stream for `{key}`: {e}")).into()
-}
-
-fn retryable(e: &StoreError) -> bool {
-    !matches!(e, StoreError::AccessDenied { .. } | StoreError::NoSuchBucket { .. } | StoreError::InvalidKey { .. })
-}
-
-async fn put_with_retries(
-    upload: Arc<dyn MultipartUpload>,
-    number: u32,
-    offset: u64,
-    body: Bytes,
-    retries: u32,
-) -> Result<PartReceipt, StoreError> {
-    let mut attempt = 0;
-    loop {
-        match upload.put_part(number, offset, body.clone()).await {
-            Ok(r) => return Ok(r),
-            Err(e) if attempt < retries && retryable(&e) => {
-                attempt += 1;
-                let wait = Duration::from_millis(500 << attempt.min(6));
-                tracing::warn!(key = %upload.key(), part = number, attempt, error = %e, "part upload failed; retrying in {wait:?}");
-                tokio::time::sleep(wait).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+fn read_failed(key: &str, source: std::io::Error) -> anyhow::Error {
+    ReadError { key: key.to_string(), source }.into()
 }
 
 /// Reads `reader` to its end into the store under `key`, without making it visible.
@@ -324,13 +294,8 @@ pub async fn stage<R: AsyncRead + Unpin + Send>(
         let (sha256, chunk_sha256) = hasher.finish();
         return Ok(Staged {
             store: store.clone(),
-            key: key.to_string(),
             state: State::Single(first),
-            size,
-            sha256,
-            chunk_size: CHUNK_SIZE,
-            chunk_sha256,
-            parts: 1,
+            stored: Stored { key: key.to_string(), size, sha256, chunk_size: CHUNK_SIZE, chunk_sha256, parts: 1 },
         });
     }
 
@@ -342,13 +307,8 @@ pub async fn stage<R: AsyncRead + Unpin + Send>(
             let (sha256, chunk_sha256) = hasher.finish();
             Ok(Staged {
                 store: store.clone(),
-                key: key.to_string(),
                 state: State::Multipart { upload, receipts, id },
-                size,
-                sha256,
-                chunk_size: CHUNK_SIZE,
-                chunk_sha256,
-                parts,
+                stored: Stored { key: key.to_string(), size, sha256, chunk_size: CHUNK_SIZE, chunk_sha256, parts },
             })
         }
         Err(e) => {
@@ -401,21 +361,19 @@ async fn stage_parts<R: AsyncRead + Unpin + Send>(
             break;
         }
         if number > policy.max_parts {
-            anyhow::bail!(crate::error::Failure::new(
-                crate::error::Class::Storage,
-                format!(
-                    "`{key}` needs more than {} parts (last part size {} MiB); raise `storage.part_size`{}",
-                    policy.max_parts,
-                    size / MIB,
-                    if policy.fixed { " or unset `storage.fixed_part_size`" } else { "" }
-                ),
-            ));
+            anyhow::bail!(StoreError::TooManyParts {
+                key: key.to_string(),
+                max_parts: policy.max_parts,
+                last_part_mib: size / MIB,
+                fixed: policy.fixed,
+            });
         }
         let len = body.len() as u64;
-        let (up, retries) = (upload.clone(), policy.part_retries);
+        let up = upload.clone();
         let pool = pool.clone();
         in_flight.spawn(async move {
-            let r = put_with_retries(up, number, offset, body.clone(), retries).await;
+            // Retried by the store where it can be (the SDK's policy, see `s3.rs`).
+            let r = up.put_part(number, offset, body.clone()).await;
             pool.give(body);
             drop(permit);
             r
@@ -497,8 +455,9 @@ mod tests {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             let (staged_hashes, entry, stored) = rt.block_on(async {
                 let staged = stage(&store, key, std::io::Cursor::new(bytes.clone()), &p).await.unwrap();
-                let hashes = (staged.sha256, staged.chunk_sha256.clone());
-                let entry = staged.entry("db/x", crate::catalog::Kind::MysqlDump, &zstd, 0);
+                let hashes = (staged.stored.sha256, staged.stored.chunk_sha256.clone());
+                let entry =
+                    crate::catalog::ObjectEntry::from_stored(&staged.stored, "db/x", crate::catalog::Kind::MysqlDump, &zstd, 0);
                 staged.commit().await.unwrap();
                 (hashes, entry, store.get_object(key).await.unwrap())
             });
