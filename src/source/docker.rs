@@ -255,3 +255,19 @@ fn gather(gathered: &mut BytesMut, message: Bytes, block: usize) -> Option<Bytes
     gathered.extend_from_slice(&message);
     (gathered.len() >= block).then(|| gathered.split().freeze())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_gathered_into_blocks_or_passed_on() {
+        let mut gathered = BytesMut::new();
+        assert_eq!(gather(&mut gathered, Bytes::from_static(b"abc"), 0).as_deref(), Some(&b"abc"[..]));
+        assert!(gather(&mut gathered, Bytes::from_static(b"abc"), 5).is_none());
+        assert_eq!(gather(&mut gathered, Bytes::from_static(b"def"), 5).as_deref(), Some(&b"abcdef"[..]));
+        assert!(gathered.is_empty());
+        // A frame as large as a block, with nothing gathered, is handed on as it is.
+        assert_eq!(gather(&mut gathered, Bytes::from_static(b"12345"), 5).as_deref(), Some(&b"12345"[..]));
+    }
+}
