@@ -292,18 +292,21 @@ async fn a_client_fed_through_the_api_ends_without_waiting_for_end_of_input() {
     let e = env();
     let docker = seatable_backup::source::docker::Docker::connect(Some(e.docker_host())).unwrap();
     let cmd = ["sh", "-c", r#"MYSQL_PWD="$MYSQL_ROOT_PASSWORD" exec mariadb -uroot -N -B"#];
-    let mut ex = docker.exec_stdin(e.container(), cmd.iter().map(|s| s.to_string()).collect(), vec![]).await.unwrap();
+    let cmd = seatable_backup::source::process::Command::new(cmd.iter().map(|s| s.to_string()).collect());
+    let ex = docker.spawn(e.container(), cmd.with_stdin()).await.unwrap();
+    let mut input = ex.stdin.unwrap();
     use tokio::io::AsyncWriteExt;
-    ex.input.write_all(b"SELECT 6 * 7;\nSELECT 'seatable-backup:loaded';\nquit\n").await.unwrap();
-    ex.input.flush().await.unwrap();
-    // `ex.input` is neither shut down nor dropped until the command has finished.
-    let out = tokio::time::timeout(std::time::Duration::from_secs(30), ex.finish)
+    input.write_all(b"SELECT 6 * 7;\nSELECT 'seatable-backup:loaded';\nquit\n").await.unwrap();
+    input.flush().await.unwrap();
+    // `input` is neither shut down nor dropped until the command has finished.
+    let finished = seatable_backup::source::process::capture(ex.stdout, ex.exit);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), finished)
         .await
         .expect("the client did not exit on `quit` while stdin stayed open")
         .unwrap();
     assert_eq!(out.status.exit_code, 0, "{}", out.status.stderr);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "42\nseatable-backup:loaded\n");
-    drop(ex.input);
+    drop(input);
 }
 
 #[tokio::test]

@@ -19,17 +19,15 @@
 //! (`KILL`) before anything else happens, so that no statement of a half-read dump runs and no
 //! lock of it blocks the cleanup.
 
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::guard::ClientCommandGuard;
-use crate::error::{source, usage, Class, Failure};
-use crate::source::docker::{ExecOutput, ExecStatus};
-use crate::source::dump::{DbSource, Runner};
-use crate::source::{Finish, TailBuffer};
+use crate::error::{source, usage, Failure};
+use crate::source::dump::DbSource;
+use crate::source::process::{capture, Collected, Exit, Output, Process, ProcessError, Status, Stdin};
 
 /// The first line of dumps written by MariaDB clients since May 2024; older clients reject it.
 pub const SANDBOX_LINE: &[u8] = b"/*!999999\\- enable the sandbox mode */";
@@ -79,12 +77,15 @@ pub enum FeedError {
     Refused(String),
 }
 
-/// A client process being fed.
+/// What is kept of a loading client's answers (they are few and short).
+const ANSWERS: usize = 1 << 20;
+
+/// A client process being fed, its answers collected as they come (the first is its session's
+/// id, which a cleanup needs while the feed still runs).
 struct Client {
-    input: std::pin::Pin<Box<dyn AsyncWrite + Send>>,
-    stdout: Arc<Mutex<Vec<u8>>>,
-    exited: tokio::sync::watch::Receiver<bool>,
-    finish: Finish<ExecOutput>,
+    input: Stdin,
+    answers: Collected,
+    exit: Exit,
 }
 
 /// `name` quoted as an SQL identifier.
@@ -98,64 +99,10 @@ pub fn literal(s: &str) -> String {
 }
 
 impl DbSource {
-    async fn start_client(&self, args: Vec<String>) -> anyhow::Result<Client> {
-        let mut full = vec![self.client_binary.clone()];
-        full.extend(self.client_args());
-        full.extend(args);
-        match &self.runner {
-            Runner::Container { docker, container, .. } => {
-                let e = docker.exec_stdin(container, self.wrap(full), self.env()).await?;
-                Ok(Client { input: e.input, stdout: e.stdout, exited: e.exited, finish: e.finish })
-            }
-            Runner::Host { .. } => {
-                let mut cmd = tokio::process::Command::new(&full[0]);
-                cmd.args(&full[1..])
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .kill_on_drop(true);
-                if let Some(pw) = &self.password {
-                    cmd.env("MYSQL_PWD", pw.expose());
-                }
-                let mut child = cmd.spawn().map_err(|e| source(format!("cannot run `{}`: {e}", full[0])))?;
-                let input = child.stdin.take().ok_or_else(|| source("client child has no stdin"))?;
-                let out_pipe = child.stdout.take().ok_or_else(|| source("client child has no stdout"))?;
-                let err_pipe = child.stderr.take().ok_or_else(|| source("client child has no stderr"))?;
-                let stdout = Arc::new(Mutex::new(Vec::new()));
-                let stderr = Arc::new(Mutex::new(TailBuffer::new(64 * 1024)));
-                let (out_sink, err_sink) = (stdout.clone(), stderr.clone());
-                let (exited_tx, exited) = tokio::sync::watch::channel(false);
-                let pump = tokio::spawn(async move {
-                    let drain_err = crate::source::drain(err_pipe, |b| {
-                        if let Ok(mut s) = err_sink.lock() {
-                            s.push(b);
-                        }
-                    });
-                    let drain_out = crate::source::drain(out_pipe, |b| {
-                        if let Ok(mut o) = out_sink.lock() {
-                            if o.len() < (1 << 20) {
-                                o.extend_from_slice(b);
-                            }
-                        }
-                    });
-                    tokio::join!(drain_err, drain_out);
-                    let _ = exited_tx.send(true);
-                });
-                let name = full[0].clone();
-                let out = stdout.clone();
-                let finish = async move {
-                    let _ = pump.await;
-                    let status = child.wait().await.map_err(|e| source(format!("waiting for `{name}`: {e}")))?;
-                    let stderr = stderr.lock().map(|s| s.one_line()).unwrap_or_default();
-                    let stdout = out.lock().map(|o| o.clone()).unwrap_or_default();
-                    Ok(ExecOutput {
-                        status: ExecStatus { exit_code: status.code().map(i64::from).unwrap_or(-1), stderr },
-                        stdout,
-                    })
-                };
-                Ok(Client { input: Box::pin(input), stdout, exited, finish: Box::pin(finish) })
-            }
-        }
+    async fn start_client(&self, args: Vec<String>) -> Result<(Stdin, Process), ProcessError> {
+        let mut process = self.spawn(self.client(args).with_stdin()).await?;
+        let input = process.stdin.take().ok_or_else(|| ProcessError::Engine("the client has no stdin".into()))?;
+        Ok((input, process))
     }
 
     /// Runs SQL and returns the rows of its output (tab-separated fields, as the client's batch
@@ -193,18 +140,23 @@ impl DbSource {
     /// Runs SQL too long for one argument (the swap's `RENAME TABLE` of a database with
     /// thousands of tables) through the client's stdin. It ends with the client's own `quit`,
     /// as a load does, so it ends whether or not the end of stdin reaches the client.
-    async fn sql_through_stdin(&self, sql: &str, args: Vec<String>, extra: &[String]) -> anyhow::Result<ExecOutput> {
+    async fn sql_through_stdin(&self, sql: &str, args: Vec<String>, extra: &[String]) -> anyhow::Result<Output> {
         let delimiter = extra.iter().find_map(|a| a.strip_prefix("--delimiter=")).unwrap_or(";");
-        let Client { mut input, finish, .. } = self.start_client(args).await?;
+        let (mut input, Process { stdout, exit, .. }) = self.start_client(args).await.map_err(Failure::from)?;
         let text = format!("{sql}\n{delimiter}\nquit\n");
-        let written = async {
-            input.write_all(text.as_bytes()).await?;
-            input.flush().await?;
-            input.shutdown().await
-        }
-        .await;
-        drop(input);
-        let out = finish.await?;
+        let write = async move {
+            let written = async {
+                input.write_all(text.as_bytes()).await?;
+                input.flush().await?;
+                input.shutdown().await
+            }
+            .await;
+            drop(input);
+            written
+        };
+        // Written while the answers are read: a long answer can never block the client.
+        let (written, out) = tokio::join!(write, capture(stdout, exit));
+        let out = out.map_err(Failure::from)?;
         if let Err(e) = written {
             if out.status.exit_code == 0 {
                 return Err(source(format!("feeding SQL to the client in {}: {e}", self.describe())));
@@ -405,57 +357,32 @@ impl DbSource {
         args.extend(["--batch".into(), "--skip-column-names".into(), "--default-character-set=utf8mb4".into()]);
         // `--database=`: a name can never be read as an option.
         args.push(format!("--database={db}"));
-        let client = self.start_client(args).await.map_err(FeedError::Client)?;
-        let Client { mut input, stdout, mut exited, finish } = client;
-        opts.sessions.add(&stdout);
-        let mut guard = (!opts.sandbox_option).then(ClientCommandGuard::new);
-        let feed = async {
-            input.write_all(b"SELECT CONNECTION_ID();\n").await.map_err(FeedFail::Client)?;
-            let mut buf = vec![0u8; 1 << 20];
-            let mut total = 0u64;
-            // The first line decides about the sandbox line: gather enough bytes to see it.
-            let mut head = 0;
-            while head < SANDBOX_LINE.len() + 2 {
-                let n = sql.read(&mut buf[head..]).await.map_err(FeedFail::Input)?;
-                if n == 0 {
-                    break;
-                }
-                head += n;
-            }
-            let mut start = 0;
-            if opts.strip_sandbox_line && buf[..head].starts_with(SANDBOX_LINE) {
-                start = buf[..head].iter().position(|b| *b == b'\n').map_or(head, |i| i + 1);
-            }
-            let mut piece = start..head;
-            loop {
-                if let Some(g) = guard.as_mut() {
-                    g.scan(&buf[piece.clone()]).map_err(FeedFail::Refused)?;
-                }
-                input.write_all(&buf[piece.clone()]).await.map_err(FeedFail::Client)?;
-                total += piece.len() as u64;
-                let n = sql.read(&mut buf).await.map_err(FeedFail::Input)?;
-                if n == 0 {
-                    break;
-                }
-                piece = 0..n;
-            }
-            input.write_all(format!("\nSELECT '{MARKER}';\nquit\n").as_bytes()).await.map_err(FeedFail::Client)?;
-            input.flush().await.map_err(FeedFail::Client)?;
-            // The `quit` above ends the client even if this end-of-input never reaches it.
-            let _ = input.shutdown().await;
-            Ok::<u64, FeedFail>(total)
-        };
+        let (mut input, process) =
+            self.start_client(args).await.map_err(|e| FeedError::Client(Failure::from(e).into()))?;
+        let mut answers = Collected::spawn(process.stdout, ANSWERS);
+        let session = answers.bytes.clone();
+        opts.sessions.add(&session);
         let fed = tokio::select! {
-            r = feed => r,
-            _ = exited.wait_for(|v| *v) => Err(FeedFail::Client(std::io::Error::other("the client exited before it read the whole dump"))),
+            r = feed(&mut input, &mut sql, opts) => r,
+            _ = answers.ended.wait_for(|v| *v) => Err(FeedFail::Client(std::io::Error::other("the client exited before it read the whole dump"))),
         };
-        let result = match fed {
+        let result = self.settle(db, fed, Client { input, answers, exit: process.exit }).await;
+        opts.sessions.remove(&session);
+        result
+    }
+
+    /// What a feed came to: the client's answers and exit decide a complete feed; a failed one
+    /// ends the client's session first.
+    async fn settle(&self, db: &str, fed: Result<u64, FeedFail>, client: Client) -> Result<LoadReport, FeedError> {
+        let Client { input, answers, exit } = client;
+        match fed {
             Ok(total) => {
-                let out = finish.await.map_err(FeedError::Client)?;
-                let text = String::from_utf8_lossy(&out.stdout);
+                let out = answers.all().await;
+                let status = exit.wait().await.map_err(|e| FeedError::Client(Failure::from(e).into()))?;
+                let text = String::from_utf8_lossy(&out);
                 let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-                if out.status.exit_code != 0 || last.trim() != MARKER {
-                    Err(FeedError::Client(self.load_failed(db, &out.status)))
+                if status.exit_code != 0 || last.trim() != MARKER {
+                    Err(FeedError::Client(self.load_failed(db, status)))
                 } else {
                     Ok(LoadReport { bytes: total })
                 }
@@ -463,28 +390,27 @@ impl DbSource {
             Err(FeedFail::Client(_)) => {
                 // The client went away (an SQL error, or the container stopped): its status says why.
                 drop(input);
-                self.end_session(&stdout).await;
-                let out = tokio::time::timeout(Duration::from_secs(30), finish).await;
-                Err(FeedError::Client(match out {
-                    Ok(Ok(out)) => self.load_failed(db, &out.status),
-                    Ok(Err(e)) => e.context(format!("loading the dump into `{db}` in {}", self.describe())),
+                self.end_session(&answers.bytes).await;
+                let status = tokio::time::timeout(Duration::from_secs(30), exit.wait()).await;
+                Err(FeedError::Client(match status {
+                    Ok(Ok(status)) => self.load_failed(db, status),
+                    Ok(Err(e)) => anyhow::Error::from(Failure::from(e))
+                        .context(format!("loading the dump into `{db}` in {}", self.describe())),
                     Err(_) => source(format!("the client loading `{db}` in {} stopped answering", self.describe())),
                 }))
             }
             Err(fail) => {
                 // Our input failed (download, hash, decompression) or holds a client command:
                 // end the session before the client could run a partial statement.
-                self.end_session(&stdout).await;
+                self.end_session(&answers.bytes).await;
                 drop(input);
-                let _ = tokio::time::timeout(Duration::from_secs(15), finish).await;
+                let _ = tokio::time::timeout(Duration::from_secs(15), exit.wait()).await;
                 Err(match fail {
                     FeedFail::Refused(what) => FeedError::Refused(what),
                     FeedFail::Input(e) | FeedFail::Client(e) => FeedError::Input(e),
                 })
             }
-        };
-        opts.sessions.remove(&stdout);
-        result
+        }
     }
 
     /// Ends the session whose `SELECT CONNECTION_ID()` answer is the first line of `stdout`
@@ -497,18 +423,50 @@ impl DbSource {
         }
     }
 
-    fn load_failed(&self, db: &str, status: &ExecStatus) -> anyhow::Error {
-        Failure::new(
-            Class::Source,
-            format!(
-                "loading the dump into `{db}` in {} failed (exit code {}): {}",
-                self.describe(),
-                status.exit_code,
-                if status.stderr.is_empty() { "no error output" } else { &status.stderr }
-            ),
-        )
-        .into()
+    fn load_failed(&self, db: &str, status: Status) -> anyhow::Error {
+        let command = format!("loading the dump into `{db}` in {}", self.describe());
+        Failure::from(ProcessError::Failed { command, code: status.exit_code, stderr: status.stderr }).into()
     }
+}
+
+/// Writes the whole dump into the client: after a first query whose answer names the session,
+/// and before the marker query and `quit` that end it (see the module's comment).
+async fn feed<R: AsyncRead + Unpin>(input: &mut Stdin, sql: &mut R, opts: &FeedOptions) -> Result<u64, FeedFail> {
+    let mut guard = (!opts.sandbox_option).then(ClientCommandGuard::new);
+    input.write_all(b"SELECT CONNECTION_ID();\n").await.map_err(FeedFail::Client)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    // The first line decides about the sandbox line: gather enough bytes to see it.
+    let mut head = 0;
+    while head < SANDBOX_LINE.len() + 2 {
+        let n = sql.read(&mut buf[head..]).await.map_err(FeedFail::Input)?;
+        if n == 0 {
+            break;
+        }
+        head += n;
+    }
+    let mut start = 0;
+    if opts.strip_sandbox_line && buf[..head].starts_with(SANDBOX_LINE) {
+        start = buf[..head].iter().position(|b| *b == b'\n').map_or(head, |i| i + 1);
+    }
+    let mut piece = start..head;
+    loop {
+        if let Some(g) = guard.as_mut() {
+            g.scan(&buf[piece.clone()]).map_err(FeedFail::Refused)?;
+        }
+        input.write_all(&buf[piece.clone()]).await.map_err(FeedFail::Client)?;
+        total += piece.len() as u64;
+        let n = sql.read(&mut buf).await.map_err(FeedFail::Input)?;
+        if n == 0 {
+            break;
+        }
+        piece = 0..n;
+    }
+    input.write_all(format!("\nSELECT '{MARKER}';\nquit\n").as_bytes()).await.map_err(FeedFail::Client)?;
+    input.flush().await.map_err(FeedFail::Client)?;
+    // The `quit` above ends the client even if this end-of-input never reaches it.
+    let _ = input.shutdown().await;
+    Ok(total)
 }
 
 /// What the server holds of some databases (see [`DbSource::schemas`]).

@@ -1,19 +1,19 @@
 //! The Docker Engine API (Docker or Podman's compatible service) through bollard: finding the
-//! DB container and running commands in it, with their output streamed and no TTY.
+//! DB container and running commands in it ([`Docker::spawn`], the Docker-exec implementation
+//! of [`Process`]), with their output streamed and no TTY.
 //!
 //! A TTY would merge stderr into stdout and, from cron, yield an empty dump; we never ask for
 //! one. Secrets reach a command through the exec's environment, never its arguments.
 
-use std::sync::{Arc, Mutex};
+use std::pin::Pin;
 use std::time::Duration;
 
-use anyhow::Context;
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
-use bytes::Bytes;
-use futures::StreamExt;
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
 
-use super::{Chunks, Finish, TailBuffer};
+use super::process::{Command, Output, Process, ProcessError, StderrTail};
 use crate::error::{source, Class, Failure};
 
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
@@ -25,13 +25,6 @@ pub struct Docker {
     pub host: String,
 }
 
-/// What a finished command left: its exit code and the end of its stderr.
-#[derive(Debug, Clone)]
-pub struct ExecStatus {
-    pub exit_code: i64,
-    pub stderr: String,
-}
-
 /// What `inspect` says of a container.
 #[derive(Debug, Clone)]
 pub struct ContainerInfo {
@@ -40,13 +33,6 @@ pub struct ContainerInfo {
     pub image: String,
     /// The image's `org.opencontainers.image.version` label, if any.
     pub version_label: Option<String>,
-}
-
-/// A finished command with its (small) stdout.
-#[derive(Debug, Clone)]
-pub struct ExecOutput {
-    pub status: ExecStatus,
-    pub stdout: Vec<u8>,
 }
 
 impl Docker {
@@ -133,44 +119,58 @@ impl Docker {
         .into())
     }
 
-    async fn start(
-        &self,
-        container: &str,
-        cmd: Vec<String>,
-        env: Vec<String>,
-    ) -> anyhow::Result<(String, StartExecResults)> {
-        self.start_with(container, cmd, env, false).await
-    }
-
     /// Read buffer of an exec's output stream. bollard (0.21) zero-fills the buffer's whole
     /// unused part before every read of the connection, and a read returns only what the socket
     /// holds (tens of KiB): with 1 MiB, that zeroing cost about a tenth of the backup's CPU
     /// during a dump. Frames larger than this still fit: the buffer grows for them.
     const OUTPUT_CAPACITY: usize = 64 * 1024;
 
-    async fn start_with(
-        &self,
-        container: &str,
-        cmd: Vec<String>,
-        env: Vec<String>,
-        stdin: bool,
-    ) -> anyhow::Result<(String, StartExecResults)> {
+    /// Runs `cmd` in `container` (the Docker-exec implementation of [`Process`]).
+    pub async fn spawn(&self, container: &str, cmd: Command) -> Result<Process, ProcessError> {
+        let (id, started) = self.start(container, &cmd).await?;
+        let StartExecResults::Attached { output, input } = started else {
+            return Err(ProcessError::Engine("the Docker Engine API detached a command we attached to".into()));
+        };
+        let stderr = StderrTail::new(cmd.tail);
+        // A pump task reads and demultiplexes the connection while the consumer works (a
+        // dump's compressor: two cores at once). The channel is bounded: backpressure reaches
+        // the socket.
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
+        let pump = tokio::spawn(pump(output, tx, stderr.clone(), cmd.block, container.to_string()));
+        let this = self.clone();
+        let container = container.to_string();
+        let code = async move {
+            let broken = pump.await.ok().flatten();
+            // A broken output stream is the cause when the exit status is lost with it.
+            this.exit_code(&container, &id).await.map_err(|e| broken.map(ProcessError::Engine).unwrap_or(e))
+        };
+        let stdin = cmd.stdin.then_some(input);
+        Ok(Process::new(stdin, Box::pin(super::receiver_stream(rx)), cmd.name, stderr, Box::pin(code)))
+    }
+
+    /// Runs a command with small output and returns it whole, whatever its exit code.
+    pub async fn exec_capture(&self, container: &str, cmd: Vec<String>, env: Vec<String>) -> anyhow::Result<Output> {
+        let cmd = Command { env, ..Command::new(cmd).stderr_tail(16 * 1024) };
+        Ok(self.spawn(container, cmd).await.map_err(Failure::from)?.capture().await.map_err(Failure::from)?)
+    }
+
+    async fn start(&self, container: &str, cmd: &Command) -> Result<(String, StartExecResults), ProcessError> {
         let exec = self
             .api
             .create_exec(
                 container,
                 CreateExecOptions {
-                    cmd: Some(cmd),
-                    env: Some(env),
+                    cmd: Some(cmd.argv.clone()),
+                    env: Some(cmd.env.clone()),
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
-                    attach_stdin: Some(stdin),
+                    attach_stdin: Some(cmd.stdin),
                     tty: Some(false),
                     ..Default::default()
                 },
             )
             .await
-            .map_err(|e| source(format!("cannot run a command in container `{container}`: {e}")))?;
+            .map_err(|e| ProcessError::Engine(format!("cannot run a command in container `{container}`: {e}")))?;
         let started = self
             .api
             .start_exec(
@@ -178,19 +178,19 @@ impl Docker {
                 Some(StartExecOptions { detach: false, tty: false, output_capacity: Some(Self::OUTPUT_CAPACITY) }),
             )
             .await
-            .map_err(|e| source(format!("cannot start a command in container `{container}`: {e}")))?;
+            .map_err(|e| ProcessError::Engine(format!("cannot start a command in container `{container}`: {e}")))?;
         Ok((exec.id, started))
     }
 
     /// Waits until the exec has exited and returns its exit code.
-    async fn exit_code(&self, container: &str, exec_id: &str) -> anyhow::Result<i64> {
+    async fn exit_code(&self, container: &str, exec_id: &str) -> Result<i64, ProcessError> {
         // The output stream can end a moment before the engine records the exit (Podman).
         for attempt in 0..200 {
-            let info = self
-                .api
-                .inspect_exec(exec_id)
-                .await
-                .map_err(|e| source(format!("cannot inspect a command in container `{container}`: {e}")))?;
+            let info = self.api.inspect_exec(exec_id).await.map_err(|e| {
+                ProcessError::Engine(format!(
+                    "waiting for the command to exit: cannot inspect a command in container `{container}`: {e}"
+                ))
+            })?;
             if info.running != Some(true) {
                 if let Some(code) = info.exit_code {
                     return Ok(code);
@@ -198,177 +198,76 @@ impl Docker {
             }
             tokio::time::sleep(Duration::from_millis(if attempt < 20 { 25 } else { 100 })).await;
         }
-        Err(source(format!("a command in container `{container}` did not report its exit status")))
-    }
-
-    /// Runs a command with small output and returns it whole.
-    pub async fn exec_capture(
-        &self,
-        container: &str,
-        cmd: Vec<String>,
-        env: Vec<String>,
-    ) -> anyhow::Result<ExecOutput> {
-        let (id, started) = self.start(container, cmd, env).await?;
-        let StartExecResults::Attached { mut output, .. } = started else {
-            anyhow::bail!("the Docker Engine API detached a command we attached to");
-        };
-        let mut stdout = Vec::new();
-        let mut stderr = TailBuffer::new(16 * 1024);
-        while let Some(item) = output.next().await {
-            match item.map_err(|e| source(format!("reading a command's output from container `{container}`: {e}")))? {
-                LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                    if stdout.len() < 64 * 1024 * 1024 {
-                        stdout.extend_from_slice(&message)
-                    }
-                }
-                LogOutput::StdErr { message } => stderr.push(&message),
-                LogOutput::StdIn { .. } => {}
-            }
-        }
-        let exit_code = self.exit_code(container, &id).await?;
-        Ok(ExecOutput { status: ExecStatus { exit_code, stderr: stderr.one_line() }, stdout })
-    }
-
-    /// Runs a command whose stdout is streamed; `finish` yields its status after the stream ends.
-    pub async fn exec_stream(
-        &self,
-        container: &str,
-        cmd: Vec<String>,
-        env: Vec<String>,
-    ) -> anyhow::Result<(Chunks, Finish<ExecStatus>)> {
-        let (id, started) = self.start(container, cmd, env).await?;
-        let StartExecResults::Attached { output, .. } = started else {
-            anyhow::bail!("the Docker Engine API detached a command we attached to");
-        };
-        let stderr = Arc::new(Mutex::new(TailBuffer::new(64 * 1024)));
-        let sink = stderr.clone();
-        let name = container.to_string();
-        // A pump task reads and demultiplexes the connection while the pipeline compresses:
-        // two cores work at once. The channel is bounded (backpressure reaches the socket).
-        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
-        let mut output = output;
-        let pump = tokio::spawn(async move {
-            // Frames are as small as the command's writes; zstd compresses much faster when
-            // fed large contiguous blocks, so frames are gathered into blocks of `BLOCK`.
-            const BLOCK: usize = 256 * 1024;
-            let mut block = bytes::BytesMut::new();
-            while let Some(item) = output.next().await {
-                let out = match item {
-                    Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
-                        if block.is_empty() && message.len() >= BLOCK {
-                            Ok(message)
-                        } else {
-                            if block.capacity() == 0 {
-                                block.reserve(BLOCK);
-                            }
-                            block.extend_from_slice(&message);
-                            if block.len() < BLOCK {
-                                continue;
-                            }
-                            Ok(block.split().freeze())
-                        }
-                    }
-                    Ok(LogOutput::StdErr { message }) => {
-                        if let Ok(mut s) = sink.lock() {
-                            s.push(&message);
-                        }
-                        continue;
-                    }
-                    Ok(LogOutput::StdIn { .. }) => continue,
-                    Err(e) => Err(std::io::Error::other(format!("reading output from container `{name}`: {e}"))),
-                };
-                let failed = out.is_err();
-                if failed && !block.is_empty() {
-                    let _ = tx.send(Ok(block.split().freeze())).await;
-                }
-                if tx.send(out).await.is_err() || failed {
-                    return; // the pipeline stopped reading (it failed), or the stream broke
-                }
-            }
-            if !block.is_empty() {
-                let _ = tx.send(Ok(block.freeze())).await;
-            }
-        });
-        let stdout = super::receiver_stream(rx);
-        let this = self.clone();
-        let container = container.to_string();
-        let finish = async move {
-            let _ = pump.await;
-            let exit_code = this.exit_code(&container, &id).await.context("waiting for the command to exit")?;
-            let stderr = stderr.lock().map(|s| s.one_line()).unwrap_or_default();
-            Ok(ExecStatus { exit_code, stderr })
-        };
-        Ok((Box::pin(stdout), Box::pin(finish)))
-    }
-
-    /// Runs a command that reads its stdin from us: returns the writer, the command's stdout as
-    /// it arrives (kept whole up to 1 MiB, for small answers), and `finish`, which resolves
-    /// after the command exited. `exited` turns true as soon as the output stream ended, so a
-    /// writer can stop feeding a command that already died.
-    pub async fn exec_stdin(&self, container: &str, cmd: Vec<String>, env: Vec<String>) -> anyhow::Result<StdinExec> {
-        let (id, started) = self.start_with(container, cmd, env, true).await?;
-        let StartExecResults::Attached { mut output, input } = started else {
-            anyhow::bail!("the Docker Engine API detached a command we attached to");
-        };
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(TailBuffer::new(64 * 1024)));
-        let (out_sink, err_sink) = (stdout.clone(), stderr.clone());
-        let (exited_tx, exited) = tokio::sync::watch::channel(false);
-        let name = container.to_string();
-        let pump = tokio::spawn(async move {
-            let mut broken = None;
-            while let Some(item) = output.next().await {
-                match item {
-                    Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
-                        if let Ok(mut o) = out_sink.lock() {
-                            if o.len() < (1 << 20) {
-                                o.extend_from_slice(&message);
-                            }
-                        }
-                    }
-                    Ok(LogOutput::StdErr { message }) => {
-                        if let Ok(mut e) = err_sink.lock() {
-                            e.push(&message);
-                        }
-                    }
-                    Ok(LogOutput::StdIn { .. }) => {}
-                    Err(e) => {
-                        broken = Some(format!("reading output from container `{name}`: {e}"));
-                        break;
-                    }
-                }
-            }
-            let _ = exited_tx.send(true);
-            broken
-        });
-        let this = self.clone();
-        let container = container.to_string();
-        let out = stdout.clone();
-        let finish = async move {
-            let broken = pump.await.ok().flatten();
-            let exit_code = match this.exit_code(&container, &id).await {
-                Ok(c) => c,
-                Err(e) => {
-                    return Err(match broken {
-                        Some(b) => source(b),
-                        None => e.context("waiting for the command to exit"),
-                    })
-                }
-            };
-            let stderr = stderr.lock().map(|s| s.one_line()).unwrap_or_default();
-            let stdout = out.lock().map(|o| o.clone()).unwrap_or_default();
-            Ok(ExecOutput { status: ExecStatus { exit_code, stderr }, stdout })
-        };
-        Ok(StdinExec { input, stdout, exited, finish: Box::pin(finish) })
+        Err(ProcessError::Engine(format!(
+            "waiting for the command to exit: a command in container `{container}` did not report its exit status"
+        )))
     }
 }
 
-/// A running command fed through its stdin (see [`Docker::exec_stdin`]).
-pub struct StdinExec {
-    pub input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
-    /// Its stdout so far.
-    pub stdout: Arc<Mutex<Vec<u8>>>,
-    /// True once its output ended (it exited, or the connection broke).
-    pub exited: tokio::sync::watch::Receiver<bool>,
-    pub finish: Finish<ExecOutput>,
+/// Demultiplexes an exec's output: stdout into `tx` (gathered into blocks of `block` bytes,
+/// see [`Command::blocks`]), stderr into its tail. Returns what broke the stream, if it broke.
+/// Stops when the consumer stops reading (it failed; the exit status tells the rest).
+async fn pump(
+    mut output: Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>,
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+    stderr: StderrTail,
+    block: usize,
+    container: String,
+) -> Option<String> {
+    let mut gathered = BytesMut::new();
+    while let Some(item) = output.next().await {
+        let message = match item {
+            Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => message,
+            Ok(LogOutput::StdErr { message }) => {
+                stderr.push(&message);
+                continue;
+            }
+            Ok(LogOutput::StdIn { .. }) => continue,
+            Err(e) => {
+                let broken = format!("reading output from container `{container}`: {e}");
+                if !gathered.is_empty() {
+                    let _ = tx.send(Ok(gathered.split().freeze())).await;
+                }
+                let _ = tx.send(Err(std::io::Error::other(broken.clone()))).await;
+                return Some(broken);
+            }
+        };
+        let Some(chunk) = gather(&mut gathered, message, block) else { continue };
+        if tx.send(Ok(chunk)).await.is_err() {
+            return None;
+        }
+    }
+    if !gathered.is_empty() {
+        let _ = tx.send(Ok(gathered.freeze())).await;
+    }
+    None
+}
+
+/// Adds a frame to the block being gathered; returns the block once it holds `block` bytes
+/// (a frame at least that large, arriving while nothing is gathered, passes as it is).
+fn gather(gathered: &mut BytesMut, message: Bytes, block: usize) -> Option<Bytes> {
+    if gathered.is_empty() && message.len() >= block {
+        return Some(message);
+    }
+    if gathered.capacity() == 0 {
+        gathered.reserve(block);
+    }
+    gathered.extend_from_slice(&message);
+    (gathered.len() >= block).then(|| gathered.split().freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_gathered_into_blocks_or_passed_on() {
+        let mut gathered = BytesMut::new();
+        assert_eq!(gather(&mut gathered, Bytes::from_static(b"abc"), 0).as_deref(), Some(&b"abc"[..]));
+        assert!(gather(&mut gathered, Bytes::from_static(b"abc"), 5).is_none());
+        assert_eq!(gather(&mut gathered, Bytes::from_static(b"def"), 5).as_deref(), Some(&b"abcdef"[..]));
+        assert!(gathered.is_empty());
+        // A frame as large as a block, with nothing gathered, is handed on as it is.
+        assert_eq!(gather(&mut gathered, Bytes::from_static(b"12345"), 5).as_deref(), Some(&b"12345"[..]));
+    }
 }

@@ -4,11 +4,9 @@
 //! A dump is complete only when the command exited 0 AND its output ends with the
 //! `-- Dump completed` trailer that both dump tools write last.
 
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-
-use super::docker::{Docker, ExecStatus};
-use super::{Chunks, Finish, Produced, TailBuffer};
+use super::docker::Docker;
+use super::process::{spawn_local, Command, Output, Process, ProcessError};
+use super::Produced;
 use crate::codec::tapped;
 use crate::config::{DatabaseConfig, DbAccess, Secret, DEFAULT_DB_CONTAINERS};
 use crate::error::{integrity, source, Class, Failure};
@@ -26,6 +24,9 @@ if [ -z "$pw" ]; then
 fi
 MYSQL_PWD="$pw"; export MYSQL_PWD; unset pw
 exec "$@""#;
+
+/// The command line that runs [`PASSWORD_WRAPPER`] on an argument vector.
+const WRAPPED: [&str; 4] = ["sh", "-c", PASSWORD_WRAPPER, "seatable-backup"];
 
 const PROBE: &str = r#"for b in mariadb-dump mysqldump; do if command -v "$b" >/dev/null 2>&1; then echo "$b"; break; fi; done
 echo ---
@@ -53,6 +54,9 @@ pub const DUMP_OPTIONS: [&str; 8] = [
 ];
 
 const COMPLETED: &[u8] = b"-- Dump completed";
+
+/// A dump's output is handed to the compressor in blocks of this size (see [`Command::blocks`]).
+const DUMP_BLOCK: usize = 256 * 1024;
 
 pub(crate) enum Runner {
     /// `buffered`: the container has a working `stdbuf` (see [`OUTPUT_BUFFER`]).
@@ -241,41 +245,36 @@ impl DbSource {
         a
     }
 
-    pub(crate) async fn run_capture(&self, args: &[String]) -> anyhow::Result<super::docker::ExecOutput> {
-        let mut full = vec![self.client_binary.clone()];
-        full.extend(self.client_args());
-        full.extend(args.iter().cloned());
+    /// The client with `args` (connection options first).
+    pub(crate) fn client(&self, args: impl IntoIterator<Item = String>) -> Command {
+        let mut argv = vec![self.client_binary.clone()];
+        argv.extend(self.client_args());
+        argv.extend(args);
+        Command::new(argv)
+    }
+
+    /// Runs the client with `args` and small output, whatever its exit code.
+    pub(crate) async fn run_capture(&self, args: &[String]) -> anyhow::Result<Output> {
+        let cmd = self.client(args.iter().cloned()).stderr_tail(16 * 1024);
+        Ok(self.spawn(cmd).await.map_err(Failure::from)?.capture().await.map_err(Failure::from)?)
+    }
+
+    /// Starts `cmd` where the server is reached: in its container under [`PASSWORD_WRAPPER`],
+    /// or on this host with the password in `MYSQL_PWD`.
+    pub(crate) async fn spawn(&self, cmd: Command) -> Result<Process, ProcessError> {
+        let password_variable = match &self.runner {
+            Runner::Container { .. } => "SEATABLE_BACKUP_DB_PASSWORD",
+            Runner::Host { .. } => "MYSQL_PWD",
+        };
+        // In a container, only if configured: the wrapper falls back to the container's own.
+        let cmd = match &self.password {
+            Some(pw) => cmd.env(password_variable, pw.expose()),
+            None => cmd,
+        };
         match &self.runner {
-            Runner::Container { docker, container, .. } => {
-                docker.exec_capture(container, self.wrap(full), self.env()).await
-            }
-            Runner::Host { .. } => {
-                let mut cmd = tokio::process::Command::new(&full[0]);
-                cmd.args(&full[1..]).stdin(Stdio::null()).kill_on_drop(true);
-                if let Some(pw) = &self.password {
-                    cmd.env("MYSQL_PWD", pw.expose());
-                }
-                let out = cmd.output().await.map_err(|e| source(format!("cannot run `{}`: {e}", full[0])))?;
-                let mut stderr = TailBuffer::new(16 * 1024);
-                stderr.push(&out.stderr);
-                Ok(super::docker::ExecOutput {
-                    status: ExecStatus { exit_code: out.status.code().unwrap_or(-1) as i64, stderr: stderr.one_line() },
-                    stdout: out.stdout,
-                })
-            }
+            Runner::Container { docker, container, .. } => docker.spawn(container, cmd.prefixed(WRAPPED)).await,
+            Runner::Host { .. } => spawn_local(cmd),
         }
-    }
-
-    pub(crate) fn wrap(&self, argv: Vec<String>) -> Vec<String> {
-        let mut cmd =
-            vec!["sh".to_string(), "-c".to_string(), PASSWORD_WRAPPER.to_string(), "seatable-backup".to_string()];
-        cmd.extend(argv);
-        cmd
-    }
-
-    /// The exec's environment: the password only if configured (else the container's own).
-    pub(crate) fn env(&self) -> Vec<String> {
-        self.password.iter().map(|p| format!("SEATABLE_BACKUP_DB_PASSWORD={}", p.expose())).collect()
     }
 
     /// The dump's argument vector (without the password, which is never an argument).
@@ -314,32 +313,22 @@ impl DbSource {
     }
 
     async fn run_dump(&self, db: &str, argv: Vec<String>) -> anyhow::Result<Produced<DumpReport>> {
-        let where_ = self.describe();
+        let what = format!("dump of database `{db}` in {}", self.describe());
+        let mut cmd = Command::new(argv).named(what.clone()).blocks(DUMP_BLOCK);
+        if self.output_buffered() {
+            cmd = cmd.prefixed(OUTPUT_BUFFER);
+        }
+        let Process { stdout, exit, .. } = self.spawn(cmd).await.map_err(Failure::from)?;
+        let (reader, state) = tapped(stdout);
         let db_name = db.to_string();
-        let (chunks, inner_finish) = match &self.runner {
-            Runner::Container { docker, container, buffered } => {
-                let argv =
-                    if *buffered { OUTPUT_BUFFER.iter().map(|s| s.to_string()).chain(argv).collect() } else { argv };
-                docker.exec_stream(container, self.wrap(argv), self.env()).await?
-            }
-            Runner::Host { .. } => self.spawn_host(argv)?,
-        };
-        let (reader, state) = tapped(chunks);
         let finish = async move {
-            let status = inner_finish.await?;
-            if status.exit_code != 0 {
-                return Err(source(format!(
-                    "dump of database `{db_name}` in {where_} failed (exit code {}): {}",
-                    status.exit_code,
-                    if status.stderr.is_empty() { "no error output" } else { &status.stderr }
-                )));
-            }
+            let status = exit.finish().await.map_err(Failure::from)?;
             let tail = state.tail();
             let end = tail.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(0, |i| i + 1);
             let last_line = tail[..end].rsplit(|b| *b == b'\n').next().unwrap_or(&[]);
             if !last_line.starts_with(COMPLETED) {
                 return Err(integrity(format!(
-                    "dump of database `{db_name}` in {where_} ended without `-- Dump completed` after {} bytes: it is truncated",
+                    "{what} ended without `-- Dump completed` after {} bytes: it is truncated",
                     state.count()
                 )));
             }
@@ -349,33 +338,5 @@ impl DbSource {
             Ok(DumpReport { raw_size: state.count() })
         };
         Ok(Produced { reader, finish: Box::pin(finish) })
-    }
-
-    fn spawn_host(&self, argv: Vec<String>) -> anyhow::Result<(Chunks, Finish<ExecStatus>)> {
-        let mut cmd = tokio::process::Command::new(&argv[0]);
-        cmd.args(&argv[1..]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-        if let Some(pw) = &self.password {
-            cmd.env("MYSQL_PWD", pw.expose());
-        }
-        let mut child = cmd.spawn().map_err(|e| source(format!("cannot run `{}`: {e}", argv[0])))?;
-        let stdout = child.stdout.take().ok_or_else(|| source("dump child has no stdout"))?;
-        let stderr_pipe = child.stderr.take().ok_or_else(|| source("dump child has no stderr"))?;
-        // Drain stderr concurrently so the child can never block on a full pipe.
-        let stderr = Arc::new(Mutex::new(TailBuffer::new(64 * 1024)));
-        let sink = stderr.clone();
-        let drain = tokio::spawn(super::drain(stderr_pipe, move |b| {
-            if let Ok(mut s) = sink.lock() {
-                s.push(b);
-            }
-        }));
-        let name = argv[0].clone();
-        let finish = async move {
-            let status = child.wait().await.map_err(|e| source(format!("waiting for `{name}`: {e}")))?;
-            let _ = drain.await;
-            let stderr = stderr.lock().map(|s| s.one_line()).unwrap_or_default();
-            Ok(ExecStatus { exit_code: status.code().map(i64::from).unwrap_or(-1), stderr })
-        };
-        let chunks = tokio_util::io::ReaderStream::with_capacity(stdout, 256 * 1024);
-        Ok((Box::pin(chunks), Box::pin(finish)))
     }
 }

@@ -1,6 +1,9 @@
 //! Byte producers: database dumps (inside the DB container through the Docker Engine API, or
 //! with a dump binary on this host) and the tar of the data directory.
 //!
+//! Commands (a dump, a client, a script in the app container) all run as one
+//! [`process::Process`], in a container or on this host.
+//!
 //! A producer is a stream plus a `finish` future. The stream may end early when the producer
 //! fails; only `finish` says whether it succeeded, and it must be awaited AFTER the stream was
 //! read to its end (a child is done only when its output is drained and its status is known).
@@ -8,6 +11,7 @@
 pub mod data;
 pub mod docker;
 pub mod dump;
+pub mod process;
 pub mod tar;
 
 use std::future::Future;
@@ -33,46 +37,4 @@ pub fn receiver_stream<T: Send + 'static>(
     mut rx: tokio::sync::mpsc::Receiver<T>,
 ) -> impl Stream<Item = T> + Send + 'static {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
-}
-
-/// Reads `pipe` to its end, handing each piece to `sink` (a child's output, drained so that the
-/// child never blocks on a full pipe).
-pub async fn drain<R: tokio::io::AsyncRead + Unpin>(mut pipe: R, mut sink: impl FnMut(&[u8])) {
-    use tokio::io::AsyncReadExt;
-    let mut buf = [0u8; 8192];
-    while let Ok(n) = pipe.read(&mut buf).await {
-        if n == 0 {
-            break;
-        }
-        sink(&buf[..n]);
-    }
-}
-
-/// Keeps the last `cap` bytes written to it (a child's stderr, for error messages).
-#[derive(Debug, Default, Clone)]
-pub struct TailBuffer {
-    buf: Vec<u8>,
-    cap: usize,
-}
-
-impl TailBuffer {
-    pub fn new(cap: usize) -> Self {
-        TailBuffer { buf: Vec::new(), cap }
-    }
-    pub fn push(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
-        if self.buf.len() > self.cap {
-            let excess = self.buf.len() - self.cap;
-            self.buf.drain(..excess);
-        }
-    }
-    /// The text, trimmed, on one line (lines joined with ` | `).
-    pub fn one_line(&self) -> String {
-        String::from_utf8_lossy(&self.buf)
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect::<Vec<_>>()
-            .join(" | ")
-    }
 }
