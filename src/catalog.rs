@@ -21,7 +21,7 @@ use std::fmt;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{valid_segment, CompressionConfig, RetentionConfig};
+use crate::config::{valid_segment, Algorithm, CompressionConfig, RetentionConfig};
 /// Recorded in the manifest as the tar writer reports it.
 pub use crate::source::tar::ExternalSymlink;
 use crate::store::download::{ChunkHashes, Expected};
@@ -162,6 +162,11 @@ pub fn log_tables_name(db: &str, ext: &str) -> String {
 /// The relative key of the compose directory's archive within a set.
 pub fn config_name(ext: &str) -> String {
     format!("config/seatable-compose.tar.{ext}")
+}
+
+/// The compression a manifest names (`zstd`, `gzip`); `None` for one this tool does not know.
+pub fn algorithm_named(name: &str) -> Option<Algorithm> {
+    [Algorithm::Zstd, Algorithm::Gzip].into_iter().find(|a| a.name() == name)
 }
 
 /// The relative key of a mirrored bucket's index within a set.
@@ -668,7 +673,7 @@ fn check_hashes(id: &SetId, o: &ObjectEntry) -> Result<(), String> {
 /// kind, a known compression, a valid database name for a dump.
 fn check_kind(id: &SetId, dir: &str, o: &ObjectEntry) -> Result<(), String> {
     let key = shown(&o.key);
-    if o.compression != "zstd" && o.compression != "gzip" {
+    if algorithm_named(&o.compression).is_none() {
         return Err(format!(
             "manifest of set {id}: object `{key}` has unknown compression `{}`",
             shown(&o.compression)

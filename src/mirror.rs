@@ -223,12 +223,13 @@ async fn copy_one(
     obj: &ObjectInfo,
     key: &str,
     config: &Config,
+    open: &upload::OpenUploads,
 ) -> anyhow::Result<(u64, bool)> {
     if copy_from(dest.as_ref(), &src.copy_source(&obj.key, obj.size), key).await? {
         return Ok((obj.size, true));
     }
     let reader = src.get_stream(&obj.key).await?;
-    let staged = upload::stage(dest, key, tokio::io::BufReader::new(reader), &config.storage.upload).await?;
+    let staged = upload::stage(dest, key, tokio::io::BufReader::new(reader), &config.storage.upload, open).await?;
     let size = staged.stored.size;
     staged.commit().await?;
     Ok((size, false))
@@ -298,7 +299,7 @@ pub async fn backup_bucket(
         let src = &src;
         async move {
             let key = stored_key(id, prefix, bucket, &o.key);
-            let (size, server_side) = copy_one(src, dest, &o, &key, config)
+            let (size, server_side) = copy_one(src, dest, &o, &key, config, written.uploads())
                 .await
                 .with_context(|| format!("mirroring object `{}` of bucket `{bucket}`", o.key))?;
             written.push(&key);
@@ -333,7 +334,7 @@ pub async fn backup_bucket(
     let zstd = CompressionConfig { algorithm: Algorithm::Zstd, ..config.compression };
     let reader = codec::compress(tokio::io::BufReader::new(std::io::Cursor::new(text)), &zstd);
     let key = id.key(prefix, &catalog::mirror_index_name(bucket));
-    let staged = upload::stage(dest, &key, reader, &config.storage.upload).await?;
+    let staged = upload::stage(dest, &key, reader, &config.storage.upload, written.uploads()).await?;
     let entry = ObjectEntry {
         mirror: Some(summary),
         ..ObjectEntry::from_stored(&staged.stored, format!("objects/{bucket}"), Kind::MirrorIndex, &zstd, raw)
@@ -419,6 +420,7 @@ pub async fn restore_bucket(
     lines: Vec<IndexLine>,
     target: &Arc<dyn Store>,
     config: &Config,
+    open: &upload::OpenUploads,
 ) -> anyhow::Result<RestoreReport> {
     let there: HashMap<String, u64> = target.list("").await?.into_iter().map(|o| (o.key, o.size)).collect();
     let mut report = RestoreReport::default();
@@ -442,7 +444,7 @@ pub async fn restore_bucket(
                     }
                     let reader = backup.get_stream(&l.at).await?;
                     let staged =
-                        upload::stage(target, &l.key, tokio::io::BufReader::new(reader), &config.storage.upload)
+                        upload::stage(target, &l.key, tokio::io::BufReader::new(reader), &config.storage.upload, open)
                             .await?;
                     let size = staged.stored.size;
                     if size != l.size {

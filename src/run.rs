@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::store::upload::OpenUploads;
 use crate::store::Store;
 
 /// What one run shares with the code it calls.
@@ -78,32 +79,45 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
-/// Keys this run has made visible, so that a failed or interrupted run can remove them.
+/// Keys this run has made visible, so that a failed or interrupted run can remove them, and the
+/// multipart uploads it has open.
 #[derive(Debug, Default, Clone)]
-pub struct Written(Arc<Mutex<Vec<String>>>, Arc<Mutex<Option<String>>>);
+pub struct Written {
+    keys: Arc<Mutex<Vec<String>>>,
+    dir: Arc<Mutex<Option<String>>>,
+    uploads: OpenUploads,
+}
 
 impl Written {
     pub fn push(&self, key: &str) {
-        if let Ok(mut v) = self.0.lock() {
+        if let Ok(mut v) = self.keys.lock() {
             v.push(key.to_string());
         }
     }
+
+    /// The run's open multipart uploads, for [`crate::store::upload::stage`].
+    pub fn uploads(&self) -> &OpenUploads {
+        &self.uploads
+    }
+
     /// Forgets every key: the run is complete and nothing may remove them any more.
     pub fn take(&self) -> Vec<String> {
-        self.0.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
+        self.keys.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
     }
     /// The directory of the set this run writes (every open upload under it is this run's).
     pub fn set_dir(&self, dir: &str) {
-        if let Ok(mut d) = self.1.lock() {
+        if let Ok(mut d) = self.dir.lock() {
             *d = Some(dir.to_string());
         }
     }
 
-    /// Aborts the multipart uploads still open under this run's set. An upload whose creation
-    /// was answered just as the run was stopped is in no registry yet; the set's directory is
-    /// new and this run's own, so everything open under it is this run's.
+    /// Aborts the multipart uploads still open: those this run registered, then any other open
+    /// under its set. An upload whose creation was answered just as the run was stopped is in
+    /// no registry yet; the set's directory is new and this run's own, so everything open under
+    /// it is this run's.
     pub async fn abort_open_uploads(&self, store: &dyn Store) {
-        let Some(dir) = self.1.lock().ok().and_then(|d| d.clone()) else { return };
+        self.uploads.abort_all().await;
+        let Some(dir) = self.dir.lock().ok().and_then(|d| d.clone()) else { return };
         match store.list_open_uploads(&dir).await {
             Ok(open) => {
                 for u in open {

@@ -27,11 +27,7 @@ pub struct VerifyOptions {
 }
 
 fn algorithm(o: &ObjectEntry) -> anyhow::Result<Algorithm> {
-    match o.compression.as_str() {
-        "zstd" => Ok(Algorithm::Zstd),
-        "gzip" => Ok(Algorithm::Gzip),
-        other => Err(integrity(format!("object `{}` has unknown compression `{other}`", o.key))),
-    }
+    crate::restore::plan::algorithm_of(&o.key, Some(&o.compression))
 }
 
 /// Reads one object to its end; returns a one-line description of what it held.
@@ -52,9 +48,7 @@ async fn check_object(store: &Arc<dyn Store>, o: &ObjectEntry, policy: DownloadP
                     Err(e) => break Err(anyhow::Error::new(e)),
                 };
                 if n == 0 {
-                    let end = tail.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(0, |i| i + 1);
-                    let last = tail[..end].rsplit(|b| *b == b'\n').next().unwrap_or(&[]);
-                    if !last.starts_with(b"-- Dump completed") {
+                    if !crate::source::dump::ends_complete(&tail) {
                         break Err(integrity(format!("dump `{}` does not end with `-- Dump completed`", o.key)));
                     }
                     break Ok((total, format!("{} of SQL, complete", human_bytes(total))));

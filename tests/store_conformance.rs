@@ -85,9 +85,15 @@ async fn suite(store: Arc<dyn Store>, prefix: &str) {
     // A stream smaller than one part: a single put, visible only after commit.
     let small = data(100_000, 2);
     let key = format!("{prefix}/small.bin");
-    let staged = upload::stage(&store, &key, std::io::Cursor::new(small.clone()), &policy(5 * MIB, 10_000, false))
-        .await
-        .unwrap();
+    let staged = upload::stage(
+        &store,
+        &key,
+        std::io::Cursor::new(small.clone()),
+        &policy(5 * MIB, 10_000, false),
+        &upload::OpenUploads::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(staged.stored.parts, 1);
     assert_eq!(staged.stored.sha256, <[u8; 32]>::from(sha2::Sha256::digest(&small)));
     assert!(store.list(&key).await.unwrap().is_empty(), "visible before commit");
@@ -98,9 +104,15 @@ async fn suite(store: Arc<dyn Store>, prefix: &str) {
     for (len, name) in [(23 * MIB + 12_345, "multi.bin"), (10 * MIB, "exact.bin")] {
         let big = data(len, 3);
         let key = format!("{prefix}/{name}");
-        let staged = upload::stage(&store, &key, std::io::Cursor::new(big.clone()), &policy(5 * MIB, 10_000, false))
-            .await
-            .unwrap();
+        let staged = upload::stage(
+            &store,
+            &key,
+            std::io::Cursor::new(big.clone()),
+            &policy(5 * MIB, 10_000, false),
+            &upload::OpenUploads::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(staged.stored.parts as usize, len.div_ceil(5 * MIB));
         assert_eq!(staged.stored.size, len as u64);
         assert!(store.list(&key).await.unwrap().is_empty(), "visible before commit");
@@ -113,9 +125,15 @@ async fn suite(store: Arc<dyn Store>, prefix: &str) {
 
     // Abort after staging: nothing visible, nothing open.
     let key = format!("{prefix}/aborted.bin");
-    let staged = upload::stage(&store, &key, std::io::Cursor::new(data(12 * MIB, 4)), &policy(5 * MIB, 10_000, false))
-        .await
-        .unwrap();
+    let staged = upload::stage(
+        &store,
+        &key,
+        std::io::Cursor::new(data(12 * MIB, 4)),
+        &policy(5 * MIB, 10_000, false),
+        &upload::OpenUploads::default(),
+    )
+    .await
+    .unwrap();
     staged.abort().await;
     assert!(store.list(&key).await.unwrap().is_empty());
     assert!(store.list_open_uploads(&key).await.unwrap().is_empty());
@@ -138,6 +156,7 @@ async fn suite(store: Arc<dyn Store>, prefix: &str) {
         &key,
         Failing { data: std::io::Cursor::new(data(11 * MIB, 5)) },
         &policy(5 * MIB, 10_000, false),
+        &upload::OpenUploads::default(),
     )
     .await
     .err()
@@ -151,7 +170,9 @@ async fn suite(store: Arc<dyn Store>, prefix: &str) {
     let len = 75 * MIB;
     let big = data(len, 6);
     let key = format!("{prefix}/grown.bin");
-    let staged = upload::stage(&store, &key, std::io::Cursor::new(big.clone()), &p).await.unwrap();
+    let staged = upload::stage(&store, &key, std::io::Cursor::new(big.clone()), &p, &upload::OpenUploads::default())
+        .await
+        .unwrap();
     let expected_parts = {
         let (mut n, mut total) = (0u32, 0u64);
         while total < len as u64 {
@@ -167,10 +188,16 @@ async fn suite(store: Arc<dyn Store>, prefix: &str) {
 
     // Fixed part size that cannot fit: a clear error, nothing left behind.
     let key = format!("{prefix}/too-big.bin");
-    let err = upload::stage(&store, &key, std::io::Cursor::new(data(52 * MIB, 7)), &policy(5 * MIB, 10, true))
-        .await
-        .err()
-        .expect("10 fixed parts of 5 MiB cannot hold 52 MiB");
+    let err = upload::stage(
+        &store,
+        &key,
+        std::io::Cursor::new(data(52 * MIB, 7)),
+        &policy(5 * MIB, 10, true),
+        &upload::OpenUploads::default(),
+    )
+    .await
+    .err()
+    .expect("10 fixed parts of 5 MiB cannot hold 52 MiB");
     let msg = format!("{err:#}");
     assert!(msg.contains("more than 10 parts") && msg.contains("storage.part_size"), "{msg}");
     assert!(store.list(&key).await.unwrap().is_empty());

@@ -53,7 +53,6 @@ pub async fn run(
             result
         }
         _ = ctx.cancel.cancelled() => {
-            crate::store::upload::abort_all_open().await;
             ctx.written.abort_open_uploads(store.as_ref()).await;
             ctx.written.remove_all(store.as_ref()).await;
             Err(Failure::new(Class::Interrupted, format!("backup interrupted by {}; no manifest written", ctx.reason()))

@@ -127,7 +127,7 @@ async fn store_dump(
     what: &str,
     entry: impl FnOnce(&Staged, &DumpReport) -> ObjectEntry,
 ) -> anyhow::Result<ObjectEntry> {
-    let (staged, report) = transfer(to.store, key, produced, config, &config.compression.for_dumps())
+    let (staged, report) = transfer(to, key, produced, config, &config.compression.for_dumps())
         .await
         .with_context(|| format!("backing up {what}"))?;
     let entry = entry(&staged, &report);
@@ -270,7 +270,7 @@ async fn big_data_backup(config: &Config, app: &Option<AppContainer>) -> anyhow:
                 "Big Data backup `seatable.sh backup-all` in container `{}` failed (exit code {}): {}",
                 app.name,
                 out.status.exit_code,
-                if out.status.stderr.is_empty() { "no error output" } else { &out.status.stderr }
+                crate::source::process::or_none(&out.status.stderr)
             ),
         )
         .with_hint("see `docker logs` of the app container; `seatable.big_data_backup = false` skips this step")
@@ -294,9 +294,8 @@ async fn archive(
     };
     let t = Instant::now();
     let produced = data::tar_stream(dir.to_path_buf(), opts);
-    let (staged, report): (Staged, DataReport) = transfer(to.store, key, produced, config, &config.compression)
-        .await
-        .with_context(|| format!("backing up {what}"))?;
+    let (staged, report): (Staged, DataReport) =
+        transfer(to, key, produced, config, &config.compression).await.with_context(|| format!("backing up {what}"))?;
     let s = report.stats;
     let entry = ObjectEntry {
         tar: Some(TarSummary {
@@ -333,7 +332,7 @@ fn log_object(e: &ObjectEntry, t: Instant) {
 
 /// Streams a producer through compression into a staged object; commits nothing.
 async fn transfer<T>(
-    store: &Arc<dyn Store>,
+    to: &Target<'_>,
     key: &str,
     produced: Produced<T>,
     config: &Config,
@@ -343,13 +342,13 @@ async fn transfer<T>(
     let mut tail = key.rsplit('/');
     let (name, dir) = (tail.next().unwrap_or(key), tail.next().unwrap_or(""));
     crate::output::begin(&format!("{dir}/{name}"));
-    let result = transfer_counted(store, key, produced, config, compression).await;
+    let result = transfer_counted(to, key, produced, config, compression).await;
     crate::output::end();
     result
 }
 
 async fn transfer_counted<T>(
-    store: &Arc<dyn Store>,
+    to: &Target<'_>,
     key: &str,
     produced: Produced<T>,
     config: &Config,
@@ -357,7 +356,7 @@ async fn transfer_counted<T>(
 ) -> anyhow::Result<(Staged, T)> {
     let Produced { reader, finish } = produced;
     let compressed = crate::output::count_stored(codec::compress(crate::output::count_read(reader), compression));
-    match upload::stage(store, key, compressed, &config.storage.upload).await {
+    match upload::stage(to.store, key, compressed, &config.storage.upload, to.written.uploads()).await {
         Ok(staged) => match finish.await {
             Ok(report) => Ok((staged, report)),
             Err(e) => {

@@ -27,6 +27,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::run::RunContext;
+use crate::store::upload::OpenUploads;
 
 use crate::catalog::{self, ChosenSet, Selection};
 use crate::config::Config;
@@ -122,9 +123,11 @@ async fn run_phases(
             stage::remove_dir_logged(&leftover, "leftover staging directory").await;
         }
     }
+    let uploads = OpenUploads::default();
     let object_lines = tokio::select! {
-        r = restore_mirrors(config, &store, &p.mirrors) => r?,
+        r = restore_mirrors(config, &store, &p.mirrors, &uploads) => r?,
         _ = cancel.cancelled() => {
+            uploads.abort_all().await;
             return Err(Failure::new(Class::Interrupted, "restore interrupted by a signal while putting mirrored objects back; the databases and the data directory were not changed").into());
         }
     };
@@ -260,6 +263,7 @@ async fn restore_mirrors(
     config: &Config,
     store: &Arc<dyn Store>,
     mirrors: &[(catalog::ObjectEntry, crate::mirror::Bucket)],
+    uploads: &OpenUploads,
 ) -> anyhow::Result<Vec<String>> {
     let mut lines = Vec::new();
     for (o, b) in mirrors {
@@ -267,7 +271,7 @@ async fn restore_mirrors(
         let index = crate::mirror::read_index(store, o, config).await?;
         let target: Arc<dyn Store> =
             Arc::new(crate::mirror::open_bucket(b, config.storage.s3.request_checksums).await?);
-        let r = crate::mirror::restore_bucket(store, index, &target, config)
+        let r = crate::mirror::restore_bucket(store, index, &target, config, uploads)
             .await
             .with_context(|| format!("restoring mirrored bucket `{from}` into `{}`", b.location.bucket))?;
         lines.push(format!(

@@ -81,11 +81,9 @@ pub struct DataTarget {
 pub const IN_PLACE_PREFIX: &str = crate::config::TOOL_ENTRY_PREFIX;
 
 pub fn algorithm_of(key: &str, named: Option<&str>) -> anyhow::Result<Algorithm> {
-    match named {
-        Some("zstd") => return Ok(Algorithm::Zstd),
-        Some("gzip") => return Ok(Algorithm::Gzip),
-        Some(other) => return Err(integrity(format!("object `{key}` has unknown compression `{other}`"))),
-        None => {}
+    if let Some(name) = named {
+        return catalog::algorithm_named(name)
+            .ok_or_else(|| integrity(format!("object `{key}` has unknown compression `{name}`")));
     }
     if key.ends_with(".zst") {
         Ok(Algorithm::Zstd)

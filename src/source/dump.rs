@@ -53,7 +53,13 @@ pub const DUMP_OPTIONS: [&str; 8] = [
     "--default-character-set=utf8mb4",
 ];
 
-const COMPLETED: &[u8] = b"-- Dump completed";
+/// Whether the last bytes of a dump end with its `-- Dump completed` line (trailing whitespace
+/// aside): the dump tools write it last, so a dump without it is truncated.
+pub fn ends_complete(tail: &[u8]) -> bool {
+    let end = tail.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(0, |i| i + 1);
+    let last_line = tail[..end].rsplit(|b| *b == b'\n').next().unwrap_or(&[]);
+    last_line.starts_with(b"-- Dump completed")
+}
 
 /// A dump's output is handed to the compressor in blocks of this size (see [`Command::blocks`]).
 const DUMP_BLOCK: usize = 256 * 1024;
@@ -323,10 +329,7 @@ impl DbSource {
         let db_name = db.to_string();
         let finish = async move {
             let status = exit.finish().await.map_err(Failure::from)?;
-            let tail = state.tail();
-            let end = tail.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(0, |i| i + 1);
-            let last_line = tail[..end].rsplit(|b| *b == b'\n').next().unwrap_or(&[]);
-            if !last_line.starts_with(COMPLETED) {
+            if !ends_complete(&state.tail()) {
                 return Err(integrity(format!(
                     "{what} ended without `-- Dump completed` after {} bytes: it is truncated",
                     state.count()

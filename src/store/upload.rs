@@ -71,43 +71,55 @@ pub fn capacity(policy: &UploadPolicy) -> u64 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Uploads in progress, so that a signal handler can abort them (see `abort_all_open`).
+// Uploads in progress, so that a cancelled run can abort them.
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-static OPEN: Mutex<Option<HashMap<u64, Arc<dyn MultipartUpload>>>> = Mutex::new(None);
-
-fn register(upload: Arc<dyn MultipartUpload>) -> u64 {
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    if let Ok(mut open) = OPEN.lock() {
-        open.get_or_insert_with(HashMap::new).insert(id, upload);
-    }
-    id
+/// The multipart uploads a run has open. The run owns it (`run::Written` holds one) and hands
+/// it to every [`stage`]; a cancelled run aborts what is still open with [`OpenUploads::abort_all`].
+#[derive(Clone, Default)]
+pub struct OpenUploads {
+    next: Arc<AtomicU64>,
+    open: Arc<Mutex<HashMap<u64, Arc<dyn MultipartUpload>>>>,
 }
 
-fn unregister(id: u64) {
-    if let Ok(mut open) = OPEN.lock() {
-        if let Some(m) = open.as_mut() {
-            m.remove(&id);
+impl std::fmt::Debug for OpenUploads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.open.lock().map(|o| o.len()).unwrap_or(0);
+        write!(f, "OpenUploads({n} open)")
+    }
+}
+
+impl OpenUploads {
+    fn register(&self, upload: Arc<dyn MultipartUpload>) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut open) = self.open.lock() {
+            open.insert(id, upload);
+        }
+        id
+    }
+
+    fn unregister(&self, id: u64) {
+        if let Ok(mut open) = self.open.lock() {
+            open.remove(&id);
         }
     }
-}
 
-/// Aborts every multipart upload this process has open (on SIGINT/SIGTERM). Returns how many.
-pub async fn abort_all_open() -> usize {
-    let uploads: Vec<_> = match OPEN.lock() {
-        Ok(mut open) => open.take().map(|m| m.into_values().collect()).unwrap_or_default(),
-        Err(_) => Vec::new(),
-    };
-    let n = uploads.len();
-    for u in uploads {
-        match u.abort().await {
-            Ok(()) => tracing::warn!(key = %u.key(), "aborted the upload"),
-            Err(e) => {
-                tracing::error!(key = %u.key(), error = %e, "could not abort the upload; the bucket's AbortIncompleteMultipartUpload rule will remove it")
+    /// Aborts every upload still open (the run was cancelled). Returns how many.
+    pub async fn abort_all(&self) -> usize {
+        let uploads: Vec<_> = match self.open.lock() {
+            Ok(mut open) => open.drain().map(|(_, u)| u).collect(),
+            Err(_) => Vec::new(),
+        };
+        let n = uploads.len();
+        for u in uploads {
+            match u.abort().await {
+                Ok(()) => tracing::warn!(key = %u.key(), "aborted the upload"),
+                Err(e) => {
+                    tracing::error!(key = %u.key(), error = %e, "could not abort the upload; the bucket's AbortIncompleteMultipartUpload rule will remove it")
+                }
             }
         }
+        n
     }
-    n
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -183,7 +195,7 @@ pub struct Staged {
 
 enum State {
     Single(Bytes),
-    Multipart { upload: Arc<dyn MultipartUpload>, receipts: Vec<PartReceipt>, id: u64 },
+    Multipart { upload: Arc<dyn MultipartUpload>, receipts: Vec<PartReceipt>, open: OpenUploads, id: u64 },
 }
 
 impl Staged {
@@ -196,14 +208,14 @@ impl Staged {
         let key = &self.stored.key;
         match self.state {
             State::Single(body) => self.store.put_object(key, body).await,
-            State::Multipart { upload, receipts, id } => {
+            State::Multipart { upload, receipts, open, id } => {
                 let result = upload.complete(receipts).await;
                 if result.is_err() {
                     if let Err(e) = upload.abort().await {
                         tracing::warn!(key = %key, error = %e, "could not abort the upload after a failed completion");
                     }
                 }
-                unregister(id);
+                open.unregister(id);
                 result
             }
         }
@@ -211,11 +223,11 @@ impl Staged {
 
     /// Drops the uploaded parts; nothing appears under the key.
     pub async fn abort(self) {
-        if let State::Multipart { upload, id, .. } = self.state {
+        if let State::Multipart { upload, open, id, .. } = self.state {
             if let Err(e) = upload.abort().await {
                 tracing::error!(key = %self.stored.key, error = %e, "could not abort the upload; the bucket's AbortIncompleteMultipartUpload rule will remove it");
             }
-            unregister(id);
+            open.unregister(id);
         }
     }
 }
@@ -276,7 +288,8 @@ fn read_failed(key: &str, source: std::io::Error) -> anyhow::Error {
     ReadError { key: key.to_string(), source }.into()
 }
 
-/// Reads `reader` to its end into the store under `key`, without making it visible.
+/// Reads `reader` to its end into the store under `key`, without making it visible; the
+/// multipart upload is registered in `open` until it is committed or aborted.
 ///
 /// `reader` errors (the producer failed) and store errors abort the upload and are returned.
 pub async fn stage<R: AsyncRead + Unpin + Send>(
@@ -284,6 +297,7 @@ pub async fn stage<R: AsyncRead + Unpin + Send>(
     key: &str,
     mut reader: R,
     policy: &UploadPolicy,
+    open: &OpenUploads,
 ) -> anyhow::Result<Staged> {
     let mut hasher = ChunkHasher::new(CHUNK_SIZE);
     let pool = Arc::new(BufferPool::new(policy.parts_in_flight + 1));
@@ -300,14 +314,14 @@ pub async fn stage<R: AsyncRead + Unpin + Send>(
     }
 
     let upload = store.create_upload(key).await?;
-    let id = register(upload.clone());
+    let id = open.register(upload.clone());
     match stage_parts(upload.clone(), key, &mut reader, policy, first, &mut hasher, &pool).await {
         Ok((receipts, size)) => {
             let parts = receipts.len() as u32;
             let (sha256, chunk_sha256) = hasher.finish();
             Ok(Staged {
                 store: store.clone(),
-                state: State::Multipart { upload, receipts, id },
+                state: State::Multipart { upload, receipts, open: open.clone(), id },
                 stored: Stored { key: key.to_string(), size, sha256, chunk_size: CHUNK_SIZE, chunk_sha256, parts },
             })
         }
@@ -315,7 +329,7 @@ pub async fn stage<R: AsyncRead + Unpin + Send>(
             if let Err(abort_err) = upload.abort().await {
                 tracing::error!(key, error = %abort_err, "could not abort the upload; the bucket's AbortIncompleteMultipartUpload rule will remove it");
             }
-            unregister(id);
+            open.unregister(id);
             Err(e)
         }
     }
@@ -454,7 +468,7 @@ mod tests {
             };
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             let (staged_hashes, entry, stored) = rt.block_on(async {
-                let staged = stage(&store, key, std::io::Cursor::new(bytes.clone()), &p).await.unwrap();
+                let staged = stage(&store, key, std::io::Cursor::new(bytes.clone()), &p, &OpenUploads::default()).await.unwrap();
                 let hashes = (staged.stored.sha256, staged.stored.chunk_sha256.clone());
                 let entry =
                     crate::catalog::ObjectEntry::from_stored(&staged.stored, "db/x", crate::catalog::Kind::MysqlDump, &zstd, 0);
