@@ -16,9 +16,10 @@ use crate::catalog::{
     self, Kind, Manifest, ObjectEntry, SeatableInfo, SetId, Skipped, SourceInfo, StorageInfo, TarSummary,
 };
 use crate::cli::Only;
-use crate::config::{CompressionConfig, Config, DbAccess, LOG_TABLES};
+use crate::config::{CompressionConfig, Config, DbAccess};
 use crate::error::{storage, usage, Class as ErrClass, Failure};
 use crate::mirror;
+use crate::seatable::defaults::LOG_TABLES;
 use crate::seatable::{self, AppContainer, Install};
 use crate::source::data::{self, DataReport};
 use crate::source::docker::Docker;
@@ -216,7 +217,7 @@ pub async fn run(
         for p in &stats.skipped {
             let why = if let Some(e) = storage_excl.iter().find(|e| &e.path == p) {
                 format!("holds nothing worth archiving: {}", e.why)
-            } else if crate::config::ALWAYS_EXCLUDED.contains(&p.as_str()) {
+            } else if crate::seatable::defaults::ALWAYS_EXCLUDED.contains(&p.as_str()) {
                 "never archived: SeaTable recreates it (logs, pids, scripts, ccnet) or dtable-db backs it up into storage-data (db-data)".into()
             } else {
                 "excluded by `data.exclude`".into()

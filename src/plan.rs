@@ -201,7 +201,7 @@ pub async fn run(config: &Config, store: &dyn Store, json: bool) -> anyhow::Resu
             included.push(format!("data directory `{}`", d.display()));
             not_included.push(format!(
                 "{} of the data directory (SeaTable recreates them, or they are backed up elsewhere)",
-                crate::config::ALWAYS_EXCLUDED.join(", ")
+                crate::seatable::defaults::ALWAYS_EXCLUDED.join(", ")
             ));
             for e in &storage_excl {
                 not_included.push(format!("`{}`: {}", e.path, e.why));

@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 
 use crate::catalog::{self, ChosenSet, Kind, ObjectEntry};
-use crate::config::{Algorithm, Config, ALWAYS_EXCLUDED, DEFAULT_DATABASES, DEFAULT_DATA_DIRS};
+use crate::config::{Algorithm, Config};
 use crate::error::{integrity, source, usage, Class, Failure};
+use crate::seatable::defaults::{ALWAYS_EXCLUDED, DEFAULT_DATABASES, DEFAULT_DATA_DIRS};
 use crate::seatable::{Install, Layout, SCHEDULER_DB};
 use crate::store::download::Expected;
 
@@ -78,7 +79,7 @@ pub struct DataTarget {
 
 /// Names of what this tool creates inside a data directory that is a mount point; a backup
 /// leaves them out.
-pub const IN_PLACE_PREFIX: &str = crate::config::TOOL_ENTRY_PREFIX;
+pub const IN_PLACE_PREFIX: &str = crate::seatable::defaults::TOOL_ENTRY_PREFIX;
 
 pub fn algorithm_of(key: &str, named: Option<&str>) -> anyhow::Result<Algorithm> {
     match named {

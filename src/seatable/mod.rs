@@ -13,6 +13,7 @@
 //! Every default path is taken under `seatable.root` (`/`), so a mounted snapshot of a server,
 //! or a test fixture, is read exactly like the live host.
 
+pub mod defaults;
 pub mod dotenv;
 pub mod ini;
 pub mod storage;
@@ -20,9 +21,10 @@ pub mod storage;
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 
-use crate::config::{Config, DbAccess, LayoutChoice, Secret, DEFAULT_DATABASES, LOG_TABLES};
+use crate::config::{Config, DbAccess, LayoutChoice, Secret};
 use crate::error::{Class, Failure};
 use crate::source::docker::Docker;
+use defaults::{DEFAULT_DATABASES, LOG_TABLES};
 use dotenv::DotEnv;
 use storage::StorageBackends;
 

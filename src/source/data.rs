@@ -10,8 +10,9 @@ use super::tar::{write_tar, TarOptions, TarStats, MAX_EXTERNAL_LISTED};
 use super::Produced;
 use crate::catalog::ExternalSymlink;
 use crate::codec::tapped;
-use crate::config::{DataConfig, ALWAYS_EXCLUDED, DEFAULT_DATA_DIRS};
+use crate::config::DataConfig;
 use crate::error::{Class, Failure};
+use crate::seatable::defaults::{ALWAYS_EXCLUDED, DEFAULT_DATA_DIRS};
 
 /// Chunks (of about 1 MiB) buffered between the tar thread and the compressor.
 const PIPE_CHUNKS: usize = 4;

@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex};
 use super::docker::{Docker, ExecStatus};
 use super::{Chunks, Finish, Produced, TailBuffer};
 use crate::codec::tapped;
-use crate::config::{DatabaseConfig, DbAccess, Secret, DEFAULT_DB_CONTAINERS};
+use crate::config::{DatabaseConfig, DbAccess, Secret};
 use crate::error::{integrity, source, Class, Failure};
+use crate::seatable::defaults::DEFAULT_DB_CONTAINERS;
 
 /// Runs `"$@"` with MYSQL_PWD set from (in order) the password we passed in the exec's
 /// environment, or the container's own MYSQL_ROOT_PASSWORD / MARIADB_ROOT_PASSWORD. The
