@@ -117,7 +117,7 @@ pub async fn run(
     let mut databases = config.database.databases.clone();
     let db = if want_db {
         let src = DbSource::connect(&config.database).await?;
-        if !config.database.databases_configured
+        if !config.configured.databases
             && src.databases.iter().any(|d| d == seatable::SCHEDULER_DB)
             && !databases.iter().any(|d| d == seatable::SCHEDULER_DB)
         {
@@ -555,7 +555,7 @@ pub fn seatable_info(
         image: app.map(|a| a.image.clone()).or_else(|| install.env_image.clone()),
         app_container: app.map(|a| a.name.clone()),
         database,
-        database_names: if config.database.databases_configured {
+        database_names: if config.configured.databases {
             Vec::new()
         } else {
             config.database.databases.iter().take(3).cloned().collect()

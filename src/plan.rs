@@ -107,7 +107,7 @@ pub async fn run(config: &Config, store: &dyn Store, json: bool) -> anyhow::Resu
                     format!("user `{}` accepted; server {}", config.database.user, src.server_version),
                 ));
                 db_version = Some(src.server_version.clone());
-                if !config.database.databases_configured
+                if !config.configured.databases
                     && src.databases.iter().any(|d| d == seatable::SCHEDULER_DB)
                     && !databases.iter().any(|d| d == seatable::SCHEDULER_DB)
                 {
@@ -280,7 +280,7 @@ pub async fn run(config: &Config, store: &dyn Store, json: bool) -> anyhow::Resu
             ),
             DbAccess::Host { host, port } => format!(
                 "external server `{host}:{port}`{}{}",
-                if install.external_db.is_some() && !config.database.access_configured {
+                if install.external_db.is_some() && !config.configured.db_access {
                     " (MARIADB_HOST in `.env`)"
                 } else {
                     ""
@@ -288,7 +288,7 @@ pub async fn run(config: &Config, store: &dyn Store, json: bool) -> anyhow::Resu
                 db_version.as_ref().map(|v| format!(", MariaDB/MySQL {v}")).unwrap_or_default()
             ),
         },
-        database_names_from: if config.database.databases_configured {
+        database_names_from: if config.configured.databases {
             "configured (`database.databases`)".to_string()
         } else if install.env_databases.is_some() {
             "`.env` (SEATABLE_MYSQL_DB_*_DB_NAME)".to_string()

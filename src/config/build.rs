@@ -14,6 +14,11 @@ use crate::seatable::defaults::DEFAULT_DATABASES;
 
 /// The runtime configuration of a merged layer; `file` is where the file layer came from.
 pub(super) fn config(layer: Layer, file: Option<PathBuf>) -> Result<Config, ConfigError> {
+    let db = &layer.database;
+    let configured = Configured {
+        db_access: db.mode.is_some() || db.host.is_some() || db.port.is_some(),
+        databases: db.databases.is_some(),
+    };
     let host = layer.host.unwrap_or_else(system_hostname);
     if !valid_segment(&host) {
         return Err(invalid("host", format!("`{host}`: use letters, digits, `.`, `_` and `-` only")));
@@ -29,7 +34,19 @@ pub(super) fn config(layer: Layer, file: Option<PathBuf>) -> Result<Config, Conf
     if !lock_file.is_absolute() {
         return Err(invalid("lock_file", format!("`{}`: give an absolute path", lock_file.display())));
     }
-    Ok(Config { file, host, storage, database, data, compression, seatable, retention, lock_file, monitoring })
+    Ok(Config {
+        file,
+        host,
+        storage,
+        database,
+        data,
+        compression,
+        seatable,
+        retention,
+        lock_file,
+        monitoring,
+        configured,
+    })
 }
 
 fn storage(l: StorageLayer) -> Result<StorageConfig, ConfigError> {
@@ -95,8 +112,6 @@ fn upload_policy(l: &StorageLayer) -> Result<UploadPolicy, ConfigError> {
 }
 
 fn database(l: DatabaseLayer) -> Result<DatabaseConfig, ConfigError> {
-    let access_configured = l.mode.is_some() || l.host.is_some() || l.port.is_some();
-    let databases_configured = l.databases.is_some();
     let access = match l.mode.unwrap_or(DbMode::Container) {
         DbMode::Container => DbAccess::Container { container: l.container, docker_host: l.docker_host.clone() },
         DbMode::Host => {
@@ -119,9 +134,7 @@ fn database(l: DatabaseLayer) -> Result<DatabaseConfig, ConfigError> {
     Ok(DatabaseConfig {
         enabled: l.enabled.unwrap_or(true),
         access,
-        access_configured,
         databases,
-        databases_configured,
         user: l.user.unwrap_or_else(|| "root".to_string()),
         password: l.password,
         dump_binary: l.dump_binary,

@@ -208,6 +208,17 @@ mod tests {
         assert!(!format!("{c:?}").contains("\"SK\""));
     }
 
+    #[test]
+    fn what_was_configured_is_kept_apart() {
+        let p = Path::new("/x/c.toml");
+        let c = Config::from_toml("[database]\nport = 3307\n", p).unwrap();
+        assert_eq!(c.configured, Configured { db_access: true, databases: false });
+        assert!(matches!(c.database.access, DbAccess::Container { .. }), "port alone keeps the default mode");
+        let c = Config::from_toml("[database]\ndatabases = [\"a\"]\n", p).unwrap();
+        assert_eq!(c.configured, Configured { db_access: false, databases: true });
+        assert_eq!(Config::from_toml("", p).unwrap().configured, Configured::default());
+    }
+
     /// A flag (clap) and a key (serde) spell each value the same way.
     #[test]
     fn flags_and_keys_share_spellings() {

@@ -34,6 +34,18 @@ pub struct Config {
     /// Held (flock) while a backup, restore, prune or `retention apply` runs.
     pub lock_file: PathBuf,
     pub monitoring: MonitoringConfig,
+    /// Which of the settings that the SeaTable install may fill in were given by the user.
+    pub configured: Configured,
+}
+
+/// What the user configured (flag, environment or file) among the settings that install
+/// detection (`Install::apply`) would otherwise fill in: provenance, not a setting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Configured {
+    /// `database.mode`, `host` or `port`: the install's `.env` does not switch the DB access.
+    pub db_access: bool,
+    /// `database.databases`: the `.env` names and `scheduler` are not added.
+    pub databases: bool,
 }
 
 /// Where a run reports to. URLs may carry tokens: they are never logged whole and have no flag.
@@ -195,11 +207,7 @@ pub enum DbAccess {
 pub struct DatabaseConfig {
     pub enabled: bool,
     pub access: DbAccess,
-    /// `database.mode` (or a host/port) was configured: the install's `.env` does not override it.
-    pub access_configured: bool,
     pub databases: Vec<String>,
-    /// `database.databases` was configured: the `.env` names and `scheduler` are not added.
-    pub databases_configured: bool,
     pub user: String,
     /// `None` in container mode: the container's own root password, read inside it.
     pub password: Option<Secret>,

@@ -225,7 +225,7 @@ pub fn db_targets(
         .filter(|n| n.len() == 3)
         .unwrap_or_default();
     let here = &config.database.databases;
-    let map_roles = !config.database.databases_configured && here.len() >= 3;
+    let map_roles = !config.configured.databases && here.len() >= 3;
     let mut out: Vec<DbItem> = Vec::new();
     for mut d in dbs {
         let named = wanted.contains(&d.database);

@@ -357,7 +357,7 @@ impl Install {
             c.data.dir = self.data_dir.clone();
         }
         let db = &mut c.database;
-        if !db.access_configured {
+        if !c.configured.db_access {
             if let Some(x) = &self.external_db {
                 db.access = DbAccess::Host { host: x.host.clone(), port: x.port };
                 if db.password.is_none() {
@@ -368,7 +368,7 @@ impl Install {
         if let DbAccess::Container { container: container @ None, .. } = &mut db.access {
             *container = self.layout.db_container().map(str::to_string);
         }
-        if !db.databases_configured {
+        if !c.configured.databases {
             if let Some(names) = &self.env_databases {
                 db.databases = names.clone();
             }
@@ -387,7 +387,7 @@ impl Install {
 
     /// The name of the dtable database (the third of SeaTable's three).
     pub fn dtable_db(&self, config: &Config) -> String {
-        if config.database.databases_configured {
+        if config.configured.databases {
             return config
                 .database
                 .databases
