@@ -256,8 +256,7 @@ pub struct SettingArgs {
     #[arg(long, global = true, env = "SEATABLE_BACKUP_S3_PATH_STYLE", value_name = "BOOL",
           num_args = 0..=1, default_missing_value = "true")]
     pub s3_path_style: Option<bool>,
-    /// `storage.request_checksums`: `when_supported` (SDK default) or `when_required`
-    /// (compatibility with stores that reject the SDK's default checksums).
+    /// `storage.request_checksums`: which requests carry checksums (default `when_supported`).
     #[arg(long, global = true, env = "SEATABLE_BACKUP_S3_REQUEST_CHECKSUMS", value_name = "WHEN", value_enum)]
     pub s3_request_checksums: Option<RequestChecksums>,
     /// `storage.part_size`: first (or fixed) multipart part size, e.g. `8MiB`.
@@ -281,7 +280,7 @@ pub struct SettingArgs {
     #[arg(long, global = true, env = "SEATABLE_BACKUP_DB_ENABLED", value_name = "BOOL",
           num_args = 0..=1, default_missing_value = "true")]
     pub db_enabled: Option<bool>,
-    /// `database.mode`: `container` (dump inside the DB container) or `host` (dump binary here).
+    /// `database.mode`: where the dump runs (default `container`).
     #[arg(long, global = true, env = "SEATABLE_BACKUP_DB_MODE", value_name = "MODE", value_enum)]
     pub db_mode: Option<DbMode>,
     /// `database.container`: DB container name (default: first of `mariadb`, `seatable-mysql`).
@@ -345,7 +344,7 @@ pub struct SettingArgs {
     /// e.g. a mounted snapshot of the server).
     #[arg(long, global = true, env = "SEATABLE_BACKUP_SEATABLE_ROOT", value_name = "DIR")]
     pub seatable_root: Option<PathBuf>,
-    /// `seatable.layout`: `auto` (default), `new` (4.3+), `old` (up to 4.2) or `custom`.
+    /// `seatable.layout`: which SeaTable layout to assume (default `auto`).
     #[arg(long, global = true, env = "SEATABLE_BACKUP_SEATABLE_LAYOUT", value_name = "LAYOUT", value_enum)]
     pub seatable_layout: Option<LayoutChoice>,
     /// `seatable.compose_dir`: SeaTable's compose directory (default: `/opt/seatable-compose`,
@@ -386,18 +385,18 @@ pub struct SettingArgs {
     /// `retention.keep_last`: `prune` keeps at least this many complete sets of each host.
     #[arg(long, global = true, env = "SEATABLE_BACKUP_KEEP_LAST", value_name = "N")]
     pub keep_last: Option<u32>,
-    /// `retention.object_lock`: `auto` (lock each new set's objects when the bucket has Object
-    /// Lock enabled) or `off`.
-    #[arg(long, global = true, env = "SEATABLE_BACKUP_OBJECT_LOCK", value_name = "auto|off", value_enum)]
+    /// `retention.object_lock`: whether a new set's objects get an Object Lock retention
+    /// (default `auto`).
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_OBJECT_LOCK", value_name = "WHEN", value_enum)]
     pub object_lock: Option<ObjectLock>,
-    /// `retention.object_lock_mode`: `governance` or `compliance`.
+    /// `retention.object_lock_mode`: the Object Lock mode (default `governance`).
     #[arg(long, global = true, env = "SEATABLE_BACKUP_OBJECT_LOCK_MODE", value_name = "MODE", value_enum)]
     pub object_lock_mode: Option<LockMode>,
     /// `retention.object_lock_days`: days a new set is locked (default: its class's keep days).
     #[arg(long, global = true, env = "SEATABLE_BACKUP_OBJECT_LOCK_DAYS", value_name = "DAYS")]
     pub object_lock_days: Option<u32>,
 
-    /// `compression.algorithm`: `zstd` or `gzip`.
+    /// `compression.algorithm` (default `zstd`).
     #[arg(long, global = true, env = "SEATABLE_BACKUP_COMPRESSION", value_name = "ALGO", value_enum)]
     pub compression: Option<Algorithm>,
     /// `compression.level`: zstd 1-19 (default 3), gzip 1-9 (default 6).
