@@ -1,12 +1,16 @@
-//! Command-line types (clap). Nothing outside `main.rs` and `config.rs` sees these.
+//! Command-line types (clap). Nothing outside `main.rs` sees these: [`SettingArgs::layer`]
+//! turns the setting flags into a [`config::Layer`], which `config` lays over the file.
 //!
 //! Every configuration key can also be given as a flag or an environment variable; the flags
-//! here carry `env = ...`, so clap already applies "flag over env". `config.rs` lays them over
-//! the file. Secrets (the DB password, S3 keys) have NO flag: a flag is visible in `ps`.
+//! here carry `env = ...`, so clap already applies "flag over env". Enum values are the config's
+//! own types (`config::Algorithm`, ...), spelled as in the file. Secrets (the DB password, S3
+//! keys, monitoring URLs) have NO flag: a flag is visible in `ps`.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, Algorithm, DbMode, LayoutChoice, LockMode, ObjectLock, RequestChecksums};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -217,7 +221,7 @@ pub struct GlobalArgs {
 }
 
 /// One flag per configuration key (see `config.example.toml` for what each means).
-#[derive(Debug, Default, Args)]
+#[derive(Debug, Clone, Default, Args)]
 #[command(next_help_heading = "Settings (each overrides the config file)")]
 pub struct SettingArgs {
     /// `host`: this server's name in object keys (default: the hostname).
@@ -252,10 +256,9 @@ pub struct SettingArgs {
     #[arg(long, global = true, env = "SEATABLE_BACKUP_S3_PATH_STYLE", value_name = "BOOL",
           num_args = 0..=1, default_missing_value = "true")]
     pub s3_path_style: Option<bool>,
-    /// `storage.request_checksums`: `when_supported` (SDK default) or `when_required`
-    /// (compatibility with stores that reject the SDK's default checksums).
-    #[arg(long, global = true, env = "SEATABLE_BACKUP_S3_REQUEST_CHECKSUMS", value_name = "WHEN")]
-    pub s3_request_checksums: Option<String>,
+    /// `storage.request_checksums`: which requests carry checksums (default `when_supported`).
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_S3_REQUEST_CHECKSUMS", value_name = "WHEN", value_enum)]
+    pub s3_request_checksums: Option<RequestChecksums>,
     /// `storage.part_size`: first (or fixed) multipart part size, e.g. `8MiB`.
     #[arg(long, global = true, env = "SEATABLE_BACKUP_PART_SIZE", value_name = "SIZE")]
     pub part_size: Option<String>,
@@ -277,9 +280,9 @@ pub struct SettingArgs {
     #[arg(long, global = true, env = "SEATABLE_BACKUP_DB_ENABLED", value_name = "BOOL",
           num_args = 0..=1, default_missing_value = "true")]
     pub db_enabled: Option<bool>,
-    /// `database.mode`: `container` (dump inside the DB container) or `host` (dump binary here).
-    #[arg(long, global = true, env = "SEATABLE_BACKUP_DB_MODE", value_name = "MODE")]
-    pub db_mode: Option<String>,
+    /// `database.mode`: where the dump runs (default `container`).
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_DB_MODE", value_name = "MODE", value_enum)]
+    pub db_mode: Option<DbMode>,
     /// `database.container`: DB container name (default: first of `mariadb`, `seatable-mysql`).
     #[arg(long, global = true, env = "SEATABLE_BACKUP_DB_CONTAINER", value_name = "NAME")]
     pub db_container: Option<String>,
@@ -341,9 +344,9 @@ pub struct SettingArgs {
     /// e.g. a mounted snapshot of the server).
     #[arg(long, global = true, env = "SEATABLE_BACKUP_SEATABLE_ROOT", value_name = "DIR")]
     pub seatable_root: Option<PathBuf>,
-    /// `seatable.layout`: `auto` (default), `new` (4.3+), `old` (up to 4.2) or `custom`.
-    #[arg(long, global = true, env = "SEATABLE_BACKUP_SEATABLE_LAYOUT", value_name = "LAYOUT")]
-    pub seatable_layout: Option<String>,
+    /// `seatable.layout`: which SeaTable layout to assume (default `auto`).
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_SEATABLE_LAYOUT", value_name = "LAYOUT", value_enum)]
+    pub seatable_layout: Option<LayoutChoice>,
     /// `seatable.compose_dir`: SeaTable's compose directory (default: `/opt/seatable-compose`,
     /// old layout `/opt/seatable`).
     #[arg(long, global = true, env = "SEATABLE_BACKUP_COMPOSE_DIR", value_name = "DIR")]
@@ -382,26 +385,101 @@ pub struct SettingArgs {
     /// `retention.keep_last`: `prune` keeps at least this many complete sets of each host.
     #[arg(long, global = true, env = "SEATABLE_BACKUP_KEEP_LAST", value_name = "N")]
     pub keep_last: Option<u32>,
-    /// `retention.object_lock`: `auto` (lock each new set's objects when the bucket has Object
-    /// Lock enabled) or `off`.
-    #[arg(long, global = true, env = "SEATABLE_BACKUP_OBJECT_LOCK", value_name = "auto|off")]
-    pub object_lock: Option<String>,
-    /// `retention.object_lock_mode`: `governance` or `compliance`.
-    #[arg(long, global = true, env = "SEATABLE_BACKUP_OBJECT_LOCK_MODE", value_name = "MODE")]
-    pub object_lock_mode: Option<String>,
+    /// `retention.object_lock`: whether a new set's objects get an Object Lock retention
+    /// (default `auto`).
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_OBJECT_LOCK", value_name = "WHEN", value_enum)]
+    pub object_lock: Option<ObjectLock>,
+    /// `retention.object_lock_mode`: the Object Lock mode (default `governance`).
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_OBJECT_LOCK_MODE", value_name = "MODE", value_enum)]
+    pub object_lock_mode: Option<LockMode>,
     /// `retention.object_lock_days`: days a new set is locked (default: its class's keep days).
     #[arg(long, global = true, env = "SEATABLE_BACKUP_OBJECT_LOCK_DAYS", value_name = "DAYS")]
     pub object_lock_days: Option<u32>,
 
-    /// `compression.algorithm`: `zstd` or `gzip`.
-    #[arg(long, global = true, env = "SEATABLE_BACKUP_COMPRESSION", value_name = "ALGO")]
-    pub compression: Option<String>,
+    /// `compression.algorithm` (default `zstd`).
+    #[arg(long, global = true, env = "SEATABLE_BACKUP_COMPRESSION", value_name = "ALGO", value_enum)]
+    pub compression: Option<Algorithm>,
     /// `compression.level`: zstd 1-19 (default 3), gzip 1-9 (default 6).
     #[arg(long, global = true, env = "SEATABLE_BACKUP_COMPRESSION_LEVEL", value_name = "N")]
     pub compression_level: Option<i32>,
     /// `compression.threads`: zstd worker threads (0: compress on the pipeline's own thread).
     #[arg(long, global = true, env = "SEATABLE_BACKUP_COMPRESSION_THREADS", value_name = "N")]
     pub compression_threads: Option<u32>,
+}
+
+impl SettingArgs {
+    /// The flags (and their environment variables) as a configuration layer.
+    pub fn layer(&self) -> config::Layer {
+        let paths = |v: Option<Vec<String>>| v.map(|v| v.into_iter().map(PathBuf::from).collect());
+        let a = self.clone();
+        config::Layer {
+            host: a.host_name,
+            lock_file: a.lock_file,
+            monitoring: config::MonitoringLayer {
+                textfile: a.metrics_textfile,
+                timeout_secs: a.ping_timeout,
+                ..Default::default()
+            },
+            storage: config::StorageLayer {
+                destination: a.destination,
+                prefix: a.prefix,
+                endpoint: a.s3_endpoint,
+                region: a.s3_region,
+                path_style: a.s3_path_style,
+                request_checksums: a.s3_request_checksums,
+                part_size: a.part_size.map(config::SizeValue::Text),
+                fixed_part_size: a.fixed_part_size,
+                parts_in_flight: a.parts_in_flight,
+                part_retries: a.part_retries,
+                max_parts: a.max_parts,
+                ..Default::default()
+            },
+            database: config::DatabaseLayer {
+                enabled: a.db_enabled,
+                mode: a.db_mode,
+                container: a.db_container,
+                databases: a.databases,
+                user: a.db_user,
+                host: a.db_host,
+                port: a.db_port,
+                dump_binary: a.db_dump_binary,
+                exclude_tables: a.db_exclude_tables,
+                exclude_log_tables: a.db_exclude_log_tables,
+                log_tables_separately: a.db_log_tables_separately,
+                docker_host: a.docker_host,
+                ..Default::default()
+            },
+            data: config::DataLayer {
+                enabled: a.data_enabled,
+                dir: a.data_dir,
+                exclude: paths(a.data_exclude),
+                follow_symlinks: paths(a.data_follow_symlinks),
+            },
+            compression: config::CompressionLayer {
+                algorithm: a.compression,
+                level: a.compression_level,
+                threads: a.compression_threads,
+            },
+            seatable: config::SeatableLayer {
+                root: a.seatable_root,
+                layout: a.seatable_layout,
+                compose_dir: a.compose_dir,
+                app_container: a.app_container,
+                big_data_backup: a.big_data_backup,
+                config_component: a.config_component,
+                mirror_object_storage: a.mirror_object_storage,
+            },
+            retention: config::RetentionLayer {
+                daily: a.keep_daily,
+                weekly: a.keep_weekly,
+                monthly: a.keep_monthly,
+                keep_last: a.keep_last,
+                object_lock: a.object_lock,
+                object_lock_mode: a.object_lock_mode,
+                object_lock_days: a.object_lock_days,
+            },
+        }
+    }
 }
 
 #[cfg(test)]
@@ -436,5 +514,33 @@ mod tests {
         let Command::Restore(r) = cli.command else { panic!("not restore") };
         assert_eq!(r.only_databases, ["x"]);
         assert_eq!(r.db_restore, DbModeArg::Recreate);
+    }
+
+    #[test]
+    fn setting_flags_become_a_layer() {
+        let cli = Cli::try_parse_from([
+            "seatable-backup",
+            "--compression",
+            "gzip",
+            "--seatable-layout",
+            "old",
+            "--object-lock",
+            "off",
+            "--part-size",
+            "16MiB",
+            "--data-exclude",
+            "a,b/c",
+            "plan",
+        ])
+        .unwrap();
+        let layer = cli.settings.layer();
+        assert_eq!(layer.compression.algorithm, Some(Algorithm::Gzip));
+        assert_eq!(layer.seatable.layout, Some(LayoutChoice::Old));
+        assert_eq!(layer.retention.object_lock, Some(ObjectLock::Off));
+        assert!(matches!(layer.storage.part_size, Some(config::SizeValue::Text(s)) if s == "16MiB"));
+        assert_eq!(layer.data.exclude, Some(vec![PathBuf::from("a"), PathBuf::from("b/c")]));
+        assert!(layer.database.password.is_none() && layer.monitoring.ping_url.is_none());
+        let e = Cli::try_parse_from(["seatable-backup", "--compression", "lz4", "plan"]).unwrap_err().to_string();
+        assert!(e.contains("--compression") && e.contains("zstd, gzip"), "{e}");
     }
 }

@@ -88,7 +88,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         _ => {}
     }
-    let config = Config::load(cli.global.config.as_deref(), &cli.settings)?;
+    let config = Config::load(cli.global.config.as_deref(), cli.settings.layer())?;
     if cli.global.log_format == LogFormat::Text && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         output::enable();
     }

@@ -7,9 +7,10 @@ use serde::Serialize;
 use crate::backup::scope::Scope;
 use crate::backup::storage_info;
 use crate::catalog::{self, Class, SetId, StorageInfo};
-use crate::config::{Config, DbAccess, Destination, ALWAYS_EXCLUDED};
+use crate::config::{Config, DbAccess, Destination};
 use crate::error::{one_line, Class as ErrClass, Failure};
 use crate::exit::class_of;
+use crate::seatable::defaults::ALWAYS_EXCLUDED;
 use crate::seatable::{self, AppContainer};
 use crate::source::data;
 use crate::source::dump::{DbSource, DUMP_OPTIONS};
@@ -373,14 +374,14 @@ fn seatable_plan(
             }
             DbAccess::Host { host, port } => format!(
                 "external server `{host}:{port}`{}{version}",
-                if install.external_db.is_some() && !config.database.access_configured {
+                if install.external_db.is_some() && !config.configured.db_access {
                     " (MARIADB_HOST in `.env`)"
                 } else {
                     ""
                 },
             ),
         },
-        database_names_from: if config.database.databases_configured {
+        database_names_from: if config.configured.databases {
             "configured (`database.databases`)".to_string()
         } else if install.env_databases.is_some() {
             "`.env` (SEATABLE_MYSQL_DB_*_DB_NAME)".to_string()

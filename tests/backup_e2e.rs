@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::{assert_exit, env, stderr, stdout, unique_prefix, Run};
 use seatable_backup::catalog::{Kind, Manifest};
-use seatable_backup::config::{Algorithm, RequestChecksums, ALWAYS_EXCLUDED};
+use seatable_backup::config::{Algorithm, RequestChecksums};
+use seatable_backup::seatable::defaults::ALWAYS_EXCLUDED;
 use seatable_backup::store::Store;
 
 async fn assert_nothing_written(prefix: &str) {

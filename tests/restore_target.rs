@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::{assert_exit, env, stderr, stdout, unique_prefix, Run};
-use seatable_backup::config::ALWAYS_EXCLUDED;
+use seatable_backup::seatable::defaults::ALWAYS_EXCLUDED;
 
 static TARGET: Mutex<()> = Mutex::new(());
 

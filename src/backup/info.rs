@@ -78,7 +78,7 @@ pub fn seatable_info(
         image: app.map(|a| a.image.clone()).or_else(|| install.env_image.clone()),
         app_container: app.map(|a| a.name.clone()),
         database,
-        database_names: if config.database.databases_configured {
+        database_names: if config.configured.databases {
             Vec::new()
         } else {
             config.database.databases.iter().take(3).cloned().collect()

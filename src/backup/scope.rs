@@ -56,7 +56,7 @@ impl Scope {
     pub fn databases(&self, on_server: &[String]) -> Vec<String> {
         let mut databases = self.config.database.databases.clone();
         let scheduler = seatable::SCHEDULER_DB;
-        if !self.config.database.databases_configured
+        if !self.config.configured.databases
             && on_server.iter().any(|d| d == scheduler)
             && !databases.iter().any(|d| d == scheduler)
         {

@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 
 use crate::catalog::{self, ChosenSet, Kind, ObjectEntry};
-use crate::config::{Algorithm, Config, ALWAYS_EXCLUDED, DEFAULT_DATABASES};
+use crate::config::{Algorithm, Config};
 use crate::error::{integrity, source, usage, Class, Failure};
+use crate::seatable::defaults::{ALWAYS_EXCLUDED, DEFAULT_DATABASES};
 use crate::seatable::{Install, Layout, SCHEDULER_DB};
 use crate::store::download::Expected;
 
@@ -78,7 +79,7 @@ pub struct DataTarget {
 
 /// Names of what this tool creates inside a data directory that is a mount point; a backup
 /// leaves them out.
-pub const IN_PLACE_PREFIX: &str = crate::config::TOOL_ENTRY_PREFIX;
+pub const IN_PLACE_PREFIX: &str = crate::seatable::defaults::TOOL_ENTRY_PREFIX;
 
 pub fn algorithm_of(key: &str, named: Option<&str>) -> anyhow::Result<Algorithm> {
     if let Some(name) = named {
@@ -222,7 +223,7 @@ pub fn db_targets(
         .filter(|n| n.len() == 3)
         .unwrap_or_default();
     let here = &config.database.databases;
-    let map_roles = !config.database.databases_configured && here.len() >= 3;
+    let map_roles = !config.configured.databases && here.len() >= 3;
     let mut out: Vec<DbItem> = Vec::new();
     for mut d in dbs {
         let named = wanted.contains(&d.database);
@@ -330,7 +331,7 @@ fn unescape_mount(s: &str) -> String {
 pub fn data_target(config: &Config, force: bool, excluded: &[String], stamp: &str) -> anyhow::Result<DataTarget> {
     let target = match &config.data.dir {
         Some(d) => d.clone(),
-        None => crate::seatable::default_data_dir().ok_or_else(|| {
+        None => crate::seatable::defaults::default_data_dir().ok_or_else(|| {
             Failure::new(Class::Usage, "no SeaTable data directory to restore into was found")
                 .with_hint("set `data.dir` (or --data-dir) to where the data directory should go")
         })?,

@@ -13,6 +13,7 @@
 //! Every default path is taken under `seatable.root` (`/`), so a mounted snapshot of a server,
 //! or a test fixture, is read exactly like the live host.
 
+pub mod defaults;
 pub mod dotenv;
 pub mod ini;
 pub mod storage;
@@ -20,9 +21,10 @@ pub mod storage;
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 
-use crate::config::{Config, DbAccess, LayoutChoice, Secret, DEFAULT_DATABASES, LOG_TABLES};
+use crate::config::{Config, DbAccess, LayoutChoice, Secret};
 use crate::error::{Class, Failure};
 use crate::source::docker::Docker;
+use defaults::{DEFAULT_DATABASES, LOG_TABLES};
 use dotenv::DotEnv;
 use storage::StorageBackends;
 
@@ -33,11 +35,6 @@ pub const NEW_DATA_DIR: &str = "opt/seatable-server/seatable";
 /// Up to 4.2: `docker-compose.yml` (with the DB password) and, below it, the data.
 pub const OLD_COMPOSE_DIR: &str = "opt/seatable";
 pub const OLD_DATA_DIR: &str = "opt/seatable/seatable-data/seatable";
-/// The data directory when none is configured: the first of the layouts' defaults that exists.
-pub fn default_data_dir() -> Option<PathBuf> {
-    crate::config::DEFAULT_DATA_DIRS.iter().map(PathBuf::from).find(|p| p.is_dir())
-}
-
 /// Where SeaTable's own script sits inside the app container.
 pub const SEATABLE_SH: &str = "/opt/seatable/scripts/seatable.sh";
 
@@ -366,7 +363,7 @@ impl Install {
             c.data.dir = self.data_dir.clone();
         }
         let db = &mut c.database;
-        if !db.access_configured {
+        if !c.configured.db_access {
             if let Some(x) = &self.external_db {
                 db.access = DbAccess::Host { host: x.host.clone(), port: x.port };
                 if db.password.is_none() {
@@ -377,7 +374,7 @@ impl Install {
         if let DbAccess::Container { container: container @ None, .. } = &mut db.access {
             *container = self.layout.db_container().map(str::to_string);
         }
-        if !db.databases_configured {
+        if !c.configured.databases {
             if let Some(names) = &self.env_databases {
                 db.databases = names.clone();
             }
@@ -396,7 +393,7 @@ impl Install {
 
     /// The name of the dtable database (the third of SeaTable's three).
     pub fn dtable_db(&self, config: &Config) -> String {
-        if config.database.databases_configured {
+        if config.configured.databases {
             return config
                 .database
                 .databases

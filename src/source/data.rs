@@ -9,8 +9,9 @@ use bytes::Bytes;
 use super::tar::{write_tar, TarOptions, TarStats, MAX_EXTERNAL_LISTED};
 use super::Produced;
 use crate::codec::tapped;
-use crate::config::{DataConfig, ALWAYS_EXCLUDED, DEFAULT_DATA_DIRS};
+use crate::config::DataConfig;
 use crate::error::{Class, Failure};
+use crate::seatable::defaults::{ALWAYS_EXCLUDED, DEFAULT_DATA_DIRS};
 use crate::source::tar::ExternalSymlink;
 
 /// Chunks (of about 1 MiB) buffered between the tar thread and the compressor.
@@ -27,7 +28,7 @@ pub struct DataReport {
 pub fn resolve_dir(cfg: &DataConfig) -> anyhow::Result<PathBuf> {
     let dir = match &cfg.dir {
         Some(d) => d.clone(),
-        None => crate::seatable::default_data_dir().ok_or_else(|| {
+        None => crate::seatable::defaults::default_data_dir().ok_or_else(|| {
             Failure::new(
                 Class::Source,
                 format!(

@@ -8,8 +8,9 @@ use super::docker::Docker;
 use super::process::{spawn_local, Command, Output, Process, ProcessError};
 use super::Produced;
 use crate::codec::tapped;
-use crate::config::{DatabaseConfig, DbAccess, Secret, DEFAULT_DB_CONTAINERS};
+use crate::config::{DatabaseConfig, DbAccess, Secret};
 use crate::error::{integrity, source, Class, Failure};
+use crate::seatable::defaults::DEFAULT_DB_CONTAINERS;
 
 /// Runs `"$@"` with MYSQL_PWD set from (in order) the password we passed in the exec's
 /// environment, or the container's own MYSQL_ROOT_PASSWORD / MARIADB_ROOT_PASSWORD. The

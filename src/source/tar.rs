@@ -229,7 +229,7 @@ impl<W: Write> Walker<W> {
     /// directory to descend into.
     fn entry(&mut self) -> Result<Option<Vec<OsString>>, TarError> {
         let tools_own = self.rel.components().count() == 1
-            && self.rel.to_string_lossy().starts_with(crate::config::TOOL_ENTRY_PREFIX);
+            && self.rel.to_string_lossy().starts_with(crate::seatable::defaults::TOOL_ENTRY_PREFIX);
         if tools_own || (!self.excludes.is_empty() && self.excludes.contains(&self.rel)) {
             tracing::debug!(path = %self.abs.display(), "excluded");
             self.stats.skipped.push(self.rel.to_string_lossy().into_owned());

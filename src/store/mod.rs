@@ -20,6 +20,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio::io::AsyncRead;
 
+pub use crate::config::LockMode;
 use crate::config::{Config, Destination};
 
 /// Errors a caller can branch on; every message names the bucket, key or path.
@@ -126,23 +127,6 @@ pub struct BucketFeatures {
 pub struct Retention {
     pub mode: LockMode,
     pub until: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LockMode {
-    /// Users with `s3:BypassGovernanceRetention` can still delete.
-    Governance,
-    /// Nobody can delete before the date, not even the account's root user.
-    Compliance,
-}
-
-impl LockMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LockMode::Governance => "GOVERNANCE",
-            LockMode::Compliance => "COMPLIANCE",
-        }
-    }
 }
 
 /// One lifecycle rule of a bucket, reduced to what this tool reads and writes.
