@@ -21,7 +21,7 @@ use std::fmt;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{valid_segment, Algorithm, CompressionConfig, RetentionConfig};
+use crate::config::{valid_db_name, valid_segment, Algorithm, CompressionConfig, RetentionConfig};
 /// Recorded in the manifest as the tar writer reports it.
 pub use crate::source::tar::ExternalSymlink;
 use crate::store::download::{ChunkHashes, Expected};
@@ -47,30 +47,30 @@ pub const KNOWN_FEATURES: &[&str] = &[];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Class {
+pub enum SetClass {
     Daily,
     Weekly,
     Monthly,
 }
 
-impl Class {
-    pub const ALL: [Class; 3] = [Class::Daily, Class::Weekly, Class::Monthly];
+impl SetClass {
+    pub const ALL: [SetClass; 3] = [SetClass::Daily, SetClass::Weekly, SetClass::Monthly];
     pub fn as_str(self) -> &'static str {
         match self {
-            Class::Daily => "daily",
-            Class::Weekly => "weekly",
-            Class::Monthly => "monthly",
+            SetClass::Daily => "daily",
+            SetClass::Weekly => "weekly",
+            SetClass::Monthly => "monthly",
         }
     }
-    pub fn parse(s: &str) -> Option<Class> {
-        Class::ALL.into_iter().find(|c| c.as_str() == s)
+    pub fn parse(s: &str) -> Option<SetClass> {
+        SetClass::ALL.into_iter().find(|c| c.as_str() == s)
     }
     /// Days the sets of this class are kept.
     pub fn keep_days(self, r: &RetentionConfig) -> u32 {
         match self {
-            Class::Daily => r.daily,
-            Class::Weekly => r.weekly,
-            Class::Monthly => r.monthly,
+            SetClass::Daily => r.daily,
+            SetClass::Weekly => r.weekly,
+            SetClass::Monthly => r.monthly,
         }
     }
 }
@@ -78,7 +78,7 @@ impl Class {
 /// The class of a set made at `now`, from the complete sets `host` already has: the first of a
 /// calendar month (UTC) is monthly, the first of an ISO week weekly, any other daily. Missed
 /// days do not break the rotation.
-pub fn pick_class(existing: &[SetSummary], host: &str, now: DateTime<Utc>) -> Class {
+pub fn pick_class(existing: &[SetSummary], host: &str, now: DateTime<Utc>) -> SetClass {
     use chrono::Datelike;
     let mine: Vec<DateTime<Utc>> = existing
         .iter()
@@ -87,21 +87,21 @@ pub fn pick_class(existing: &[SetSummary], host: &str, now: DateTime<Utc>) -> Cl
         .filter(|c| *c <= now)
         .collect();
     if !mine.iter().any(|c| c.year() == now.year() && c.month() == now.month()) {
-        Class::Monthly
+        SetClass::Monthly
     } else if !mine.iter().any(|c| c.iso_week() == now.iso_week()) {
-        Class::Weekly
+        SetClass::Weekly
     } else {
-        Class::Daily
+        SetClass::Daily
     }
 }
 
 /// The day a set's objects expire under lifecycle rules: S3 adds the rule's days to an object's
 /// creation time and rounds up to the next midnight UTC.
-pub fn expires_on(class: Class, created: DateTime<Utc>, r: &RetentionConfig) -> chrono::NaiveDate {
+pub fn expires_on(class: SetClass, created: DateTime<Utc>, r: &RetentionConfig) -> chrono::NaiveDate {
     (created + chrono::Duration::days(i64::from(class.keep_days(r)))).date_naive() + chrono::Duration::days(1)
 }
 
-impl fmt::Display for Class {
+impl fmt::Display for SetClass {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -119,7 +119,7 @@ pub fn parse_stamp(s: &str) -> Option<DateTime<Utc>> {
 /// Which set: class, host, stamp.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SetId {
-    pub class: Class,
+    pub class: SetClass,
     pub host: String,
     pub stamp: String,
 }
@@ -184,7 +184,7 @@ pub struct Manifest {
     pub tool: String,
     pub tool_version: String,
     pub host: String,
-    pub class: Class,
+    pub class: SetClass,
     pub stamp: String,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
@@ -474,7 +474,7 @@ impl Manifest {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SetSummary {
-    pub class: Class,
+    pub class: SetClass,
     pub host: String,
     pub stamp: String,
     pub complete: bool,
@@ -512,7 +512,7 @@ pub fn group_sets(prefix: &str, objects: &[ObjectInfo]) -> Vec<SetSummary> {
         let (Some(class), Some(host), Some(stamp), Some(name)) = (it.next(), it.next(), it.next(), it.next()) else {
             continue;
         };
-        let Some(class) = Class::parse(class) else { continue };
+        let Some(class) = SetClass::parse(class) else { continue };
         if !valid_segment(host) || parse_stamp(stamp).is_none() || name.is_empty() {
             continue;
         }
@@ -543,7 +543,7 @@ pub fn group_sets(prefix: &str, objects: &[ObjectInfo]) -> Vec<SetSummary> {
 pub async fn host_sets(store: &dyn Store, prefix: &str, host: &str) -> Result<Vec<SetSummary>, StoreError> {
     let base = prefix_dir(prefix);
     let mut objects = Vec::new();
-    for class in Class::ALL {
+    for class in SetClass::ALL {
         objects.extend(store.list(&format!("{base}{class}/{host}/")).await?);
     }
     Ok(group_sets(prefix, &objects))
@@ -616,14 +616,6 @@ fn shown(s: &str) -> String {
         }
     }
     out
-}
-
-/// A database name this tool accepts from a manifest, `.env` or the configuration: a plain
-/// identifier of ASCII letters, digits and `_`, 1 to 64 characters. Such a name can never be
-/// read as a client option (no leading `-`), needs no quoting, and cannot name another schema
-/// (no `.`).
-pub fn valid_db_name(name: &str) -> bool {
-    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 fn is_sha256_hex(s: &str) -> bool {
@@ -874,7 +866,7 @@ mod tests {
 
     fn set(host: &str, stamp: &str) -> SetSummary {
         SetSummary {
-            class: Class::Daily,
+            class: SetClass::Daily,
             host: host.into(),
             stamp: stamp.into(),
             complete: true,
@@ -889,28 +881,28 @@ mod tests {
     fn classes_rotate_by_month_and_iso_week() {
         let at = |s: &str| parse_stamp(s).unwrap();
         // 2026-12-01 is a Tuesday; ISO week 49 runs Mon 11-30 .. Sun 12-06.
-        assert_eq!(pick_class(&[], "a", at("2026-12-01T020000Z")), Class::Monthly);
+        assert_eq!(pick_class(&[], "a", at("2026-12-01T020000Z")), SetClass::Monthly);
         let nov = [set("a", "2026-11-30T020000Z")];
         // A set this week (in November) but none this month: monthly wins.
-        assert_eq!(pick_class(&nov, "a", at("2026-12-01T020000Z")), Class::Monthly);
+        assert_eq!(pick_class(&nov, "a", at("2026-12-01T020000Z")), SetClass::Monthly);
         let dec = [set("a", "2026-12-01T020000Z")];
-        assert_eq!(pick_class(&dec, "a", at("2026-12-02T020000Z")), Class::Daily);
-        assert_eq!(pick_class(&dec, "a", at("2026-12-07T020000Z")), Class::Weekly);
+        assert_eq!(pick_class(&dec, "a", at("2026-12-02T020000Z")), SetClass::Daily);
+        assert_eq!(pick_class(&dec, "a", at("2026-12-07T020000Z")), SetClass::Weekly);
         // Another host's sets, incomplete sets and sets from the future do not count.
         let mut incomplete = set("a", "2026-12-01T020000Z");
         incomplete.complete = false;
         let others = [set("b", "2026-12-01T020000Z"), incomplete, set("a", "2026-12-09T020000Z")];
-        assert_eq!(pick_class(&others, "a", at("2026-12-02T020000Z")), Class::Monthly);
+        assert_eq!(pick_class(&others, "a", at("2026-12-02T020000Z")), SetClass::Monthly);
     }
 
     #[test]
     fn expiry_rounds_to_the_next_midnight() {
         let r = RetentionConfig::default();
         let t = parse_stamp("2026-12-01T230000Z").unwrap();
-        assert_eq!(expires_on(Class::Daily, t, &r).to_string(), "2026-12-09");
-        assert_eq!(expires_on(Class::Monthly, t, &r).to_string(), "2027-12-02");
+        assert_eq!(expires_on(SetClass::Daily, t, &r).to_string(), "2026-12-09");
+        assert_eq!(expires_on(SetClass::Monthly, t, &r).to_string(), "2027-12-02");
         let morning = parse_stamp("2026-12-01T010000Z").unwrap();
-        assert_eq!(expires_on(Class::Daily, morning, &r), expires_on(Class::Daily, t, &r));
+        assert_eq!(expires_on(SetClass::Daily, morning, &r), expires_on(SetClass::Daily, t, &r));
     }
 
     #[test]
@@ -924,7 +916,7 @@ mod tests {
 
     #[test]
     fn keys_carry_class_host_stamp() {
-        let id = SetId { class: Class::Daily, host: "st1".into(), stamp: "2026-11-29T161435Z".into() };
+        let id = SetId { class: SetClass::Daily, host: "st1".into(), stamp: "2026-11-29T161435Z".into() };
         assert_eq!(
             id.key("seatable", &dump_name("dtable_db", "zst")),
             "seatable/daily/st1/2026-11-29T161435Z/db/dtable_db.sql.zst"
@@ -976,7 +968,7 @@ mod tests {
 
     /// A well-formed manifest of set `p/daily/h/2026-12-01T010000Z/` and the listing that fits it.
     fn forged() -> (SetId, Manifest) {
-        let id = SetId { class: Class::Daily, host: "h".into(), stamp: "2026-12-01T010000Z".into() };
+        let id = SetId { class: SetClass::Daily, host: "h".into(), stamp: "2026-12-01T010000Z".into() };
         let dir = id.dir("p");
         let t = parse_stamp(&id.stamp).unwrap();
         let mut index = entry(&format!("{dir}objects/b1.index.jsonl.zst"), Kind::MirrorIndex, None, 10);
@@ -988,7 +980,7 @@ mod tests {
             tool: "seatable-backup".into(),
             tool_version: "test".into(),
             host: "h".into(),
-            class: Class::Daily,
+            class: SetClass::Daily,
             stamp: id.stamp.clone(),
             started_at: t,
             finished_at: t,

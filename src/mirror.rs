@@ -26,7 +26,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 
-use crate::catalog::{self, Class, Kind, Manifest, MirrorSummary, ObjectEntry, SetId};
+use crate::catalog::{self, Kind, Manifest, MirrorSummary, ObjectEntry, SetClass, SetId};
 use crate::codec;
 use crate::config::{Algorithm, CompressionConfig, Config, Destination, RequestChecksums, S3Settings};
 use crate::error::{integrity, source, storage};
@@ -125,10 +125,10 @@ fn stored_key(id: &SetId, prefix: &str, bucket: &str, key: &str) -> String {
 }
 
 /// The set a stored key belongs to.
-fn holder_of(prefix: &str, at: &str) -> Option<(Class, String)> {
+fn holder_of(prefix: &str, at: &str) -> Option<(SetClass, String)> {
     let rest = if prefix.is_empty() { at } else { at.strip_prefix(prefix)?.strip_prefix('/')? };
     let mut it = rest.splitn(4, '/');
-    let (class, _host, stamp) = (Class::parse(it.next()?)?, it.next()?, it.next()?);
+    let (class, _host, stamp) = (SetClass::parse(it.next()?)?, it.next()?, it.next()?);
     catalog::parse_stamp(stamp)?;
     Some((class, stamp.to_string()))
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::backup::scope::Scope;
 use crate::backup::storage_info;
-use crate::catalog::{self, Class, SetId, StorageInfo};
+use crate::catalog::{self, SetClass, SetId, StorageInfo};
 use crate::config::{Config, DbAccess, Destination};
 use crate::error::{one_line, Class as ErrClass, Failure};
 use crate::exit::class_of;
@@ -84,7 +84,7 @@ pub async fn run(config: &Config, store: &dyn Store, json: bool) -> anyhow::Resu
     checks.extend(object_lock_check(config, store).await);
     checks.extend(monitoring_checks(&config.monitoring));
 
-    let id = SetId { class: Class::Daily, host: config.host.clone(), stamp: catalog::stamp(crate::clock::now()) };
+    let id = SetId { class: SetClass::Daily, host: config.host.clone(), stamp: catalog::stamp(crate::clock::now()) };
     let plan = Plan {
         config_file: config.file.as_ref().map(|p| p.display().to_string()),
         host: config.host.clone(),

@@ -411,7 +411,7 @@ fn render(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{parse_stamp, Class};
+    use crate::catalog::{parse_stamp, SetClass};
 
     fn config(keep_last: u32) -> Config {
         let mut c = Config::from_toml("", std::path::Path::new("/x.toml")).unwrap();
@@ -419,7 +419,7 @@ mod tests {
         c
     }
 
-    fn cand(class: Class, host: &str, stamp: &str, complete: bool) -> Candidate {
+    fn cand(class: SetClass, host: &str, stamp: &str, complete: bool) -> Candidate {
         Candidate {
             summary: SetSummary {
                 class,
@@ -443,13 +443,13 @@ mod tests {
     fn ages_follow_the_lifecycle_rules() {
         let now = parse_stamp("2026-12-20T030000Z").unwrap();
         let sets = [
-            cand(Class::Monthly, "a", "2026-11-01T020000Z", true),
-            cand(Class::Weekly, "a", "2026-11-09T020000Z", true), // expires 12-15
-            cand(Class::Weekly, "a", "2026-11-16T020000Z", true), // expires 12-22
-            cand(Class::Daily, "a", "2026-12-12T020000Z", true),  // expires 12-20: due today
-            cand(Class::Daily, "a", "2026-12-13T020000Z", true),  // expires 12-21
-            cand(Class::Daily, "a", "2026-12-01T020000Z", false),
-            cand(Class::Daily, "a", "2026-12-19T020000Z", true),
+            cand(SetClass::Monthly, "a", "2026-11-01T020000Z", true),
+            cand(SetClass::Weekly, "a", "2026-11-09T020000Z", true), // expires 12-15
+            cand(SetClass::Weekly, "a", "2026-11-16T020000Z", true), // expires 12-22
+            cand(SetClass::Daily, "a", "2026-12-12T020000Z", true),  // expires 12-20: due today
+            cand(SetClass::Daily, "a", "2026-12-13T020000Z", true),  // expires 12-21
+            cand(SetClass::Daily, "a", "2026-12-01T020000Z", false),
+            cand(SetClass::Daily, "a", "2026-12-19T020000Z", true),
         ];
         let d = decide(&sets, &config(0), now, &BTreeMap::new());
         assert_eq!(action_of(&d, "monthly/a/2026-11-01T020000Z").action, Action::Keep);
@@ -466,10 +466,10 @@ mod tests {
     fn the_newest_complete_set_of_every_host_stays() {
         let now = parse_stamp("2027-06-01T000000Z").unwrap();
         let sets = [
-            cand(Class::Daily, "a", "2026-12-01T020000Z", true),
-            cand(Class::Daily, "a", "2026-12-02T020000Z", true),
-            cand(Class::Daily, "a", "2026-12-03T020000Z", false),
-            cand(Class::Daily, "b", "2026-10-01T020000Z", true),
+            cand(SetClass::Daily, "a", "2026-12-01T020000Z", true),
+            cand(SetClass::Daily, "a", "2026-12-02T020000Z", true),
+            cand(SetClass::Daily, "a", "2026-12-03T020000Z", false),
+            cand(SetClass::Daily, "b", "2026-10-01T020000Z", true),
         ];
         let d = decide(&sets, &config(0), now, &BTreeMap::new());
         assert_eq!(action_of(&d, "daily/a/2026-12-01T020000Z").action, Action::Delete);
@@ -483,9 +483,9 @@ mod tests {
     #[test]
     fn a_damaged_newest_set_does_not_protect_itself_alone() {
         let now = parse_stamp("2027-06-01T000000Z").unwrap();
-        let mut damaged = cand(Class::Daily, "a", "2026-12-02T020000Z", true);
+        let mut damaged = cand(SetClass::Daily, "a", "2026-12-02T020000Z", true);
         damaged.restorable = false;
-        let sets = [cand(Class::Daily, "a", "2026-12-01T020000Z", true), damaged];
+        let sets = [cand(SetClass::Daily, "a", "2026-12-01T020000Z", true), damaged];
         let d = decide(&sets, &config(0), now, &BTreeMap::new());
         assert_eq!(action_of(&d, "daily/a/2026-12-01T020000Z").action, Action::Keep);
         assert_eq!(action_of(&d, "daily/a/2026-12-02T020000Z").action, Action::Delete);
@@ -495,8 +495,8 @@ mod tests {
     fn sets_referenced_by_kept_sets_stay() {
         let now = parse_stamp("2027-06-01T000000Z").unwrap();
         let sets = [
-            cand(Class::Monthly, "a", "2026-01-01T020000Z", true),
-            cand(Class::Daily, "a", "2026-01-02T020000Z", true),
+            cand(SetClass::Monthly, "a", "2026-01-01T020000Z", true),
+            cand(SetClass::Daily, "a", "2026-01-02T020000Z", true),
         ];
         let refs = BTreeMap::from([(
             "p/daily/a/2026-01-02T020000Z/".to_string(),
@@ -594,7 +594,7 @@ mod tests {
     /// A complete set of host `h`: one object and a manifest that checks out against it.
     async fn put_set(store: &dyn Store, stamp: &str) -> String {
         use sha2::Digest;
-        let id = catalog::SetId { class: Class::Daily, host: "h".into(), stamp: stamp.into() };
+        let id = catalog::SetId { class: SetClass::Daily, host: "h".into(), stamp: stamp.into() };
         let key = id.key("p", "db/ccnet_db.sql.zst");
         let body = bytes::Bytes::from(format!("dump of {stamp}"));
         store.put_object(&key, body.clone()).await.unwrap();
@@ -604,7 +604,7 @@ mod tests {
             tool: "seatable-backup".into(),
             tool_version: "test".into(),
             host: "h".into(),
-            class: Class::Daily,
+            class: SetClass::Daily,
             stamp: stamp.into(),
             started_at: t,
             finished_at: t,

@@ -14,7 +14,7 @@
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::catalog::{self, Class, SetSummary};
+use crate::catalog::{self, SetClass, SetSummary};
 use crate::config::{Config, RetentionConfig};
 use crate::error::{Class as ErrClass, Failure};
 use crate::store::{BucketAdmin, BucketFeatures, LifecycleRule, Store, StoreError};
@@ -36,7 +36,7 @@ pub fn wanted_rules(prefix: &str, r: &RetentionConfig, versioned: bool) -> Vec<L
     let ids = our_id_prefix(prefix);
     let base = crate::catalog::prefix_dir(prefix);
     let blank = |what: &str, prefix: String| LifecycleRule::new(format!("{ids}{what}"), prefix);
-    let mut rules: Vec<LifecycleRule> = Class::ALL
+    let mut rules: Vec<LifecycleRule> = SetClass::ALL
         .iter()
         .map(|c| LifecycleRule {
             expiration_days: Some(c.keep_days(r) as i32),
@@ -476,7 +476,7 @@ mod tests {
             created: catalog::parse_stamp(stamp),
             dir: String::new(),
         };
-        let sets = [mk(Class::Monthly, "2026-12-01T020000Z"), mk(Class::Daily, "2026-12-02T020000Z")];
+        let sets = [mk(SetClass::Monthly, "2026-12-01T020000Z"), mk(SetClass::Daily, "2026-12-02T020000Z")];
         let e = expiries(&sets, &RetentionConfig::default());
         assert_eq!(e[0].set, "daily/h/2026-12-02T020000Z");
         assert_eq!(e[0].expires_on.to_string(), "2026-12-10");

@@ -148,7 +148,7 @@ async fn deep_check(
     if scratch.len() > 64 {
         return Err(integrity(format!("database name `{name}` is too long for a throw-away copy")));
     }
-    if !catalog::valid_db_name(&name) {
+    if !crate::config::valid_db_name(&name) {
         return Err(integrity(format!("dump `{}` names no valid database", o.key)));
     }
     // Verified before any of it reaches the server, even the throw-away database: per chunk, or

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use common::fixtures::{self, Fixture, S3Fixture};
 use common::{assert_exit, env, stderr, stdout, unique_prefix, Run};
-use seatable_backup::catalog::{Class, Kind, Manifest, MirrorSummary};
+use seatable_backup::catalog::{Kind, Manifest, MirrorSummary, SetClass};
 use seatable_backup::config::RequestChecksums;
 use seatable_backup::store::s3::S3Store;
 use seatable_backup::store::Store;
@@ -121,7 +121,7 @@ async fn buckets_are_mirrored_incrementally_verified_and_restored_into_empty_buc
     let first = manifests(&prefix).await.pop().unwrap();
     let m1 = mirrors(&first);
     assert_eq!(m1.len(), 5, "every bucket SeaTable uses, the empty ones too: {m1:?}");
-    assert_eq!(first.class, Class::Monthly, "the first set of a month");
+    assert_eq!(first.class, SetClass::Monthly, "the first set of a month");
     assert_eq!(m1[&names[1]].objects, 0);
     let s1 = &m1[&names[0]];
     assert_eq!((s1.objects, s1.copied_objects, s1.referenced_objects), (12, 12, 0));

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{assert_exit, env, stderr, unique_prefix, Run};
-use seatable_backup::catalog::{self, Class, Kind, Manifest, ObjectEntry, SetId, SourceInfo};
+use seatable_backup::catalog::{self, Kind, Manifest, ObjectEntry, SetClass, SetId, SourceInfo};
 use seatable_backup::config::RequestChecksums;
 use seatable_backup::store::local::LocalStore;
 use seatable_backup::store::Store;
@@ -15,7 +15,7 @@ use seatable_backup::store::Store;
 /// Writes a complete set of host `h`: one small dump object and a manifest that checks out.
 async fn complete_set(store: &dyn Store, prefix: &str, stamp: &str) -> SetId {
     use sha2::Digest;
-    let id = SetId { class: Class::Daily, host: "h".into(), stamp: stamp.into() };
+    let id = SetId { class: SetClass::Daily, host: "h".into(), stamp: stamp.into() };
     let key = id.key(prefix, "db/ccnet_db.sql.zst");
     let body = bytes::Bytes::from(format!("dump of {stamp}"));
     store.put_object(&key, body.clone()).await.unwrap();
@@ -25,7 +25,7 @@ async fn complete_set(store: &dyn Store, prefix: &str, stamp: &str) -> SetId {
         tool: "seatable-backup".into(),
         tool_version: "test".into(),
         host: "h".into(),
-        class: Class::Daily,
+        class: SetClass::Daily,
         stamp: stamp.into(),
         started_at: t,
         finished_at: t,

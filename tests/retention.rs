@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::{assert_exit, env, stderr, stdout, unique_prefix, Run};
-use seatable_backup::catalog::{self, Class, Kind, Manifest, ObjectEntry, SetId, SourceInfo};
+use seatable_backup::catalog::{self, Kind, Manifest, ObjectEntry, SetClass, SetId, SourceInfo};
 use seatable_backup::config::RequestChecksums;
 use seatable_backup::store::local::LocalStore;
 use seatable_backup::store::s3::S3Store;
@@ -157,8 +157,8 @@ fn read_only_key(bucket: &str) -> (String, String) {
 async fn without_the_rights_retention_and_prune_say_which_credentials_to_use() {
     let bucket = own_bucket("ro");
     let store = store_of(&bucket, RequestChecksums::WhenSupported).await;
-    synthetic_set(store.as_ref(), "p", Class::Daily, "h", "2026-01-01T020000Z").await;
-    synthetic_set(store.as_ref(), "p", Class::Daily, "h", "2026-01-02T020000Z").await;
+    synthetic_set(store.as_ref(), "p", SetClass::Daily, "h", "2026-01-01T020000Z").await;
+    synthetic_set(store.as_ref(), "p", SetClass::Daily, "h", "2026-01-02T020000Z").await;
     let (id, secret) = read_only_key(&bucket);
     let run = |args: &[&str]| {
         Run::garage(args, "p")
@@ -199,7 +199,7 @@ fn a_store_without_lifecycle_rules_points_to_prune() {
 }
 
 /// Writes a complete synthetic set: one small dump object and its manifest.
-async fn synthetic_set(store: &dyn Store, prefix: &str, class: Class, host: &str, stamp: &str) -> String {
+async fn synthetic_set(store: &dyn Store, prefix: &str, class: SetClass, host: &str, stamp: &str) -> String {
     let id = SetId { class, host: host.into(), stamp: stamp.into() };
     let key = id.key(prefix, "db/ccnet_db.sql.zst");
     let body = bytes::Bytes::from(format!("dump of {stamp}"));
@@ -261,7 +261,7 @@ async fn class_follows_the_sets_in_the_bucket_on_a_set_clock() {
     let data = tempfile::tempdir().unwrap();
     common::demo_data(data.path(), 1);
     // December's monthly set exists already (written by an "earlier run").
-    synthetic_set(store.as_ref(), &prefix, Class::Monthly, "testhost", "2026-12-01T020000Z").await;
+    synthetic_set(store.as_ref(), &prefix, SetClass::Monthly, "testhost", "2026-12-01T020000Z").await;
     let backup_at = |now: &str| {
         let out = Run::garage(&["backup", "--only", "data"], &prefix)
             .env("SEATABLE_BACKUP_DATA_DIR", data.path())
@@ -294,14 +294,14 @@ async fn class_follows_the_sets_in_the_bucket_on_a_set_clock() {
 async fn prune_scenario(store: Arc<dyn Store>, prefix: &str, run: impl Fn(&[&str], &str) -> std::process::Output) {
     let p = prefix;
     for (class, host, stamp) in [
-        (Class::Monthly, "a", "2026-10-01T020000Z"), // expires 2027-10-02
-        (Class::Weekly, "a", "2026-10-05T020000Z"),  // expires 2026-11-10
-        (Class::Daily, "a", "2026-10-06T020000Z"),   // expires 2026-10-14
-        (Class::Weekly, "a", "2026-11-30T020000Z"),  // expires 2027-01-05
-        (Class::Daily, "a", "2026-12-01T020000Z"),   // expires 2026-12-09
-        (Class::Daily, "a", "2026-12-02T020000Z"),   // expires 2026-12-10
-        (Class::Monthly, "b", "2026-06-01T020000Z"), // expires 2027-06-02
-        (Class::Daily, "b", "2026-06-02T020000Z"),   // expired long ago, but b's newest
+        (SetClass::Monthly, "a", "2026-10-01T020000Z"), // expires 2027-10-02
+        (SetClass::Weekly, "a", "2026-10-05T020000Z"),  // expires 2026-11-10
+        (SetClass::Daily, "a", "2026-10-06T020000Z"),   // expires 2026-10-14
+        (SetClass::Weekly, "a", "2026-11-30T020000Z"),  // expires 2027-01-05
+        (SetClass::Daily, "a", "2026-12-01T020000Z"),   // expires 2026-12-09
+        (SetClass::Daily, "a", "2026-12-02T020000Z"),   // expires 2026-12-10
+        (SetClass::Monthly, "b", "2026-06-01T020000Z"), // expires 2027-06-02
+        (SetClass::Daily, "b", "2026-06-02T020000Z"),   // expired long ago, but b's newest
     ] {
         synthetic_set(store.as_ref(), p, class, host, stamp).await;
     }
@@ -366,7 +366,7 @@ async fn prune_scenario(store: Arc<dyn Store>, prefix: &str, run: impl Fn(&[&str
     assert!(store.list_open_uploads(&format!("{p}/")).await.unwrap().is_empty());
 
     // keep_last holds more.
-    synthetic_set(store.as_ref(), p, Class::Daily, "a", "2026-12-04T020000Z").await;
+    synthetic_set(store.as_ref(), p, SetClass::Daily, "a", "2026-12-04T020000Z").await;
     let out = run(&["prune", "--keep-last", "2"], &later);
     assert_exit(&out, 0);
     assert_eq!(

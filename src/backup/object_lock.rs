@@ -13,7 +13,7 @@ use crate::store::{Retention, Store};
 pub async fn retention_for(
     config: &Config,
     store: &dyn Store,
-    class: catalog::Class,
+    class: catalog::SetClass,
     started: chrono::DateTime<chrono::Utc>,
 ) -> Option<Retention> {
     if !config.retention.object_lock {

@@ -119,12 +119,11 @@ fn database(l: DatabaseLayer) -> Result<DatabaseConfig, ConfigError> {
         }
     };
     let databases = l.databases.unwrap_or_else(|| DEFAULT_DATABASES.iter().map(|s| s.to_string()).collect());
-    if let Some(db) = databases.iter().find(|db| !valid_identifier(db)) {
+    if let Some(db) = databases.iter().find(|db| !valid_db_name(db)) {
         return Err(invalid("database.databases", format!("`{db}` is not a plain database name")));
     }
     let exclude_tables = l.exclude_tables.unwrap_or_default();
-    let qualified =
-        |t: &String| matches!(t.split_once('.'), Some((d, tb)) if valid_identifier(d) && valid_identifier(tb));
+    let qualified = |t: &String| matches!(t.split_once('.'), Some((d, tb)) if valid_db_name(d) && valid_table_name(tb));
     if let Some(t) = exclude_tables.iter().find(|t| !qualified(t)) {
         return Err(invalid("database.exclude_tables", format!("`{t}`: expected `database.table`")));
     }
@@ -318,7 +317,16 @@ pub fn valid_segment(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
-fn valid_identifier(s: &str) -> bool {
+/// A database name this tool accepts from a manifest, `.env` or the configuration: a plain
+/// identifier of ASCII letters, digits and `_`, 1 to 64 characters. Such a name can never be
+/// read as a client option (no leading `-`), needs no quoting, and cannot name another schema
+/// (no `.`).
+pub fn valid_db_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// A table name in `database.exclude_tables`: letters, digits, `_`, `$` and `-`, 1 to 64.
+fn valid_table_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b == b'-')

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use build::{default_lock_file, dir_writable, parse_size, system_hostname, valid_segment};
+pub use build::{default_lock_file, dir_writable, parse_size, system_hostname, valid_db_name, valid_segment};
 pub use layer::{
     CompressionLayer, DataLayer, DatabaseLayer, Layer, MonitoringLayer, RetentionLayer, SeatableLayer, SizeValue,
     StorageLayer,

@@ -106,7 +106,7 @@ pub struct Items {
 }
 
 fn checked_db_name(name: &str, key: &str) -> anyhow::Result<String> {
-    if catalog::valid_db_name(name) {
+    if crate::config::valid_db_name(name) {
         Ok(name.to_string())
     } else {
         Err(integrity(format!(
@@ -252,7 +252,7 @@ pub fn db_targets(
         if d.target != d.database {
             tracing::info!(from = %d.database, to = %d.target, "this host names the database differently: restoring into its name");
         }
-        if !catalog::valid_db_name(&d.target) {
+        if !crate::config::valid_db_name(&d.target) {
             return Err(usage(format!("target database `{}` is not a plain name", d.target)));
         }
         if let Some(other) = out.iter().find(|o| o.target == d.target) {

@@ -222,7 +222,7 @@ impl DbSource {
     /// the dump command, where a name like `--x` would be read as an option) or does not exist.
     pub fn check_databases(&self, wanted: &[String]) -> anyhow::Result<()> {
         for db in wanted {
-            if !crate::catalog::valid_db_name(db) {
+            if !crate::config::valid_db_name(db) {
                 return Err(Failure::new(
                     Class::Usage,
                     format!("database name `{}` is not a plain name (letters, digits, `_`)", db.escape_debug()),
