@@ -89,9 +89,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         _ => {}
     }
     let config = Config::load(cli.global.config.as_deref(), cli.settings.layer())?;
-    if cli.global.log_format == LogFormat::Text && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        output::enable();
-    }
+    // A progress line only for a human watching: a terminal on stderr, text logs.
+    let watched = cli.global.log_format == LogFormat::Text && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let store = store::open(&config).await?;
     match cli.command {
         Command::Backup(args) => {
@@ -99,7 +98,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let monitor = Monitor::new(&config.monitoring);
             let started = clock::now();
             monitor.start().await;
-            let ctx = RunContext::new();
+            let ctx = RunContext::new().with_progress(watched.then(output::Progress::start));
             let _watch = ctx.cancel_on_signal("aborting the backup");
             let result = backup::run(&config, store.clone(), args.only, &ctx).await;
             let report = match &result {

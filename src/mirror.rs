@@ -324,7 +324,20 @@ pub async fn backup_bucket(
         index.insert(o.key.clone(), IndexLine { key: o.key, size, etag: o.etag.unwrap_or_default(), at: key });
     }
 
-    // The index, sorted by key.
+    write_index(dest, config, id, index, summary, written).await
+}
+
+/// Writes a mirrored bucket's index (sorted by key) into the set and commits it; returns its
+/// manifest entry.
+async fn write_index(
+    dest: &Arc<dyn Store>,
+    config: &Config,
+    id: &SetId,
+    index: BTreeMap<String, IndexLine>,
+    summary: MirrorSummary,
+    written: &Written,
+) -> anyhow::Result<ObjectEntry> {
+    let bucket = summary.bucket.clone();
     let mut text = Vec::new();
     for line in index.values() {
         text.extend_from_slice(&serde_json::to_vec(line)?);
@@ -333,7 +346,7 @@ pub async fn backup_bucket(
     let raw = text.len() as u64;
     let zstd = CompressionConfig { algorithm: Algorithm::Zstd, ..config.compression };
     let reader = codec::compress(tokio::io::BufReader::new(std::io::Cursor::new(text)), &zstd);
-    let key = id.key(prefix, &catalog::mirror_index_name(bucket));
+    let key = id.key(&config.storage.prefix, &catalog::mirror_index_name(&bucket));
     let staged = upload::stage(dest, &key, reader, &config.storage.upload, written.uploads()).await?;
     let entry = ObjectEntry {
         mirror: Some(summary),

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,6 @@ use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
 const RECENT_LINES: usize = 40;
 
 static RECENT: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
-static PROGRESS: OnceLock<Progress> = OnceLock::new();
 /// The progress line is on screen (so a log line must clear it first).
 static SHOWN: AtomicBool = AtomicBool::new(false);
 
@@ -87,58 +86,77 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
     }
 }
 
-/// Counters of the component being transferred.
+/// The progress line of one run: the component being transferred and its byte counters,
+/// redrawn twice a second while the handle lives. A run that has none (no terminal, JSON logs)
+/// shows nothing; `RunContext` carries it to the code that transfers.
+#[derive(Clone)]
+pub struct Progress {
+    counters: Arc<Counters>,
+}
+
 #[derive(Default)]
-struct Progress {
+struct Counters {
     component: Mutex<Option<(String, Instant)>>,
     read: AtomicU64,
     stored: AtomicU64,
 }
 
-/// Turns the progress line on (call once, when stderr is a terminal and logs are text).
-pub fn enable() {
-    if PROGRESS.set(Progress::default()).is_err() {
-        return;
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
     }
-    tokio::spawn(async {
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
-        loop {
-            tick.tick().await;
-            draw();
-        }
-    });
 }
 
-pub fn enabled() -> bool {
-    PROGRESS.get().is_some()
-}
+impl Progress {
+    /// Starts the line (on a terminal, with text logs); it stops being drawn once every handle
+    /// is dropped.
+    pub fn start() -> Progress {
+        let counters = Arc::new(Counters::default());
+        let weak = Arc::downgrade(&counters);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                let Some(c) = weak.upgrade() else { break };
+                draw(&c);
+            }
+        });
+        Progress { counters }
+    }
 
-/// A new component starts (`db/dtable_db`, `data`, ...).
-pub fn begin(component: &str) {
-    if let Some(p) = PROGRESS.get() {
+    /// A new component starts (`db/dtable_db`, `data`, ...).
+    pub fn begin(&self, component: &str) {
+        let p = &self.counters;
         p.read.store(0, Ordering::Relaxed);
         p.stored.store(0, Ordering::Relaxed);
         if let Ok(mut c) = p.component.lock() {
             *c = Some((component.to_string(), Instant::now()));
         }
-        draw();
+        draw(p);
     }
-}
 
-/// The component is done: the line goes away (the log says what was stored).
-pub fn end() {
-    if let Some(p) = PROGRESS.get() {
-        if let Ok(mut c) = p.component.lock() {
+    /// The component is done: the line goes away (the log says what was stored).
+    pub fn end(&self) {
+        if let Ok(mut c) = self.counters.component.lock() {
             *c = None;
         }
         if SHOWN.swap(false, Ordering::AcqRel) {
             let _ = std::io::stderr().lock().write_all(b"\r\x1b[2K");
         }
     }
+
+    /// Counts the bytes a buffered reader hands out (the component's raw bytes).
+    pub fn count_read(&self, inner: Pin<Box<dyn AsyncBufRead + Send>>) -> Pin<Box<dyn AsyncBufRead + Send>> {
+        Box::pin(CountRead { inner, counters: self.counters.clone() })
+    }
+
+    /// Counts the bytes a reader yields (the component's stored, compressed bytes).
+    pub fn count_stored(&self, inner: Pin<Box<dyn AsyncRead + Send>>) -> Pin<Box<dyn AsyncRead + Send>> {
+        Box::pin(CountStored { inner, counters: self.counters.clone() })
+    }
 }
 
-fn draw() {
-    let Some(p) = PROGRESS.get() else { return };
+fn draw(p: &Counters) {
     let Some((name, since)) = p.component.lock().ok().and_then(|c| c.clone()) else { return };
     let (read, stored) = (p.read.load(Ordering::Relaxed), p.stored.load(Ordering::Relaxed));
     let secs = since.elapsed().as_secs_f64().max(0.001);
@@ -155,31 +173,16 @@ fn draw() {
     }
 }
 
-/// Counts the bytes a buffered reader hands out (the component's raw bytes).
-pub fn count_read(inner: Pin<Box<dyn AsyncBufRead + Send>>) -> Pin<Box<dyn AsyncBufRead + Send>> {
-    match PROGRESS.get() {
-        Some(_) => Box::pin(CountRead { inner }),
-        None => inner,
-    }
-}
-
-/// Counts the bytes a reader yields (the component's stored, compressed bytes).
-pub fn count_stored(inner: Pin<Box<dyn AsyncRead + Send>>) -> Pin<Box<dyn AsyncRead + Send>> {
-    match PROGRESS.get() {
-        Some(_) => Box::pin(CountStored { inner }),
-        None => inner,
-    }
-}
-
 struct CountRead {
     inner: Pin<Box<dyn AsyncBufRead + Send>>,
+    counters: Arc<Counters>,
 }
 
 impl AsyncRead for CountRead {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let r = self.inner.as_mut().poll_read(cx, buf);
-        add(|p| &p.read, (buf.filled().len() - before) as u64);
+        self.counters.read.fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
         r
     }
 }
@@ -189,27 +192,22 @@ impl AsyncBufRead for CountRead {
         self.get_mut().inner.as_mut().poll_fill_buf(cx)
     }
     fn consume(mut self: Pin<&mut Self>, amt: usize) {
-        add(|p| &p.read, amt as u64);
+        self.counters.read.fetch_add(amt as u64, Ordering::Relaxed);
         self.inner.as_mut().consume(amt);
     }
 }
 
 struct CountStored {
     inner: Pin<Box<dyn AsyncRead + Send>>,
+    counters: Arc<Counters>,
 }
 
 impl AsyncRead for CountStored {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let r = self.inner.as_mut().poll_read(cx, buf);
-        add(|p| &p.stored, (buf.filled().len() - before) as u64);
+        self.counters.stored.fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
         r
-    }
-}
-
-fn add(counter: impl Fn(&Progress) -> &AtomicU64, n: u64) {
-    if let Some(p) = PROGRESS.get() {
-        counter(p).fetch_add(n, Ordering::Relaxed);
     }
 }
 

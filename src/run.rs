@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::output::Progress;
 use crate::store::upload::OpenUploads;
 use crate::store::Store;
 
@@ -20,6 +21,8 @@ pub struct RunContext {
     pub cancel: CancellationToken,
     /// The keys this run made visible.
     pub written: Written,
+    /// The progress line, when a human watches on a terminal.
+    pub progress: Option<Progress>,
     /// Why the run was cancelled (`SIGTERM`), for its error message.
     reason: Arc<Mutex<Option<String>>>,
 }
@@ -27,6 +30,12 @@ pub struct RunContext {
 impl RunContext {
     pub fn new() -> RunContext {
         RunContext::default()
+    }
+
+    /// The same, showing a progress line while it transfers.
+    pub fn with_progress(mut self, progress: Option<Progress>) -> RunContext {
+        self.progress = progress;
+        self
     }
 
     /// Cancels the run, saying why (`SIGTERM`, `a test`).

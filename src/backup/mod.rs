@@ -44,7 +44,7 @@ pub async fn run(
     only: Option<Only>,
     ctx: &RunContext,
 ) -> anyhow::Result<Manifest> {
-    let work = write_set(config, store.clone(), only, &ctx.written);
+    let work = write_set(config, store.clone(), only, ctx);
     tokio::select! {
         result = work => {
             if result.is_err() {
@@ -74,9 +74,9 @@ async fn write_set(
     config: &Config,
     store: Arc<dyn Store>,
     only: Option<Only>,
-    written: &Written,
+    ctx: &RunContext,
 ) -> anyhow::Result<Manifest> {
-    let clock = Instant::now();
+    let (clock, written) = (Instant::now(), &ctx.written);
     // What the install's files say, laid under what is configured.
     let scope = Scope::new(config, only)?;
     let config_source = scope.config_source(only)?;
@@ -84,7 +84,7 @@ async fn write_set(
     let (id, started, lock) = new_set(&scope.config, store.as_ref(), written).await?;
     tracing::info!(set = %id, destination = %store.describe(), layout = scope.install.layout.as_str(), "backup started");
 
-    let to = Target { store: &store, id: &id, written };
+    let to = Target { store: &store, id: &id, written, progress: ctx.progress.as_ref() };
     let mut set = Contents::default();
     // Databases first, so that no row points at a file missing from the set.
     if let Some(src) = &ready.db {
@@ -280,13 +280,13 @@ mod tests {
         );
         let config = Config::from_toml(&toml, &tmp.path().join("c.toml")).unwrap();
         let store: Arc<dyn Store> = Arc::new(ManifestPutLost(LocalStore::new(dest.clone())));
-        let written = Written::default();
-        let err = write_set(&config, store.clone(), None, &written).await.unwrap_err();
+        let ctx = RunContext::new();
+        let err = write_set(&config, store.clone(), None, &ctx).await.unwrap_err();
         assert!(format!("{err:#}").contains("writing the manifest"), "{err:#}");
         // The manifest landed: the set looks complete until the run's cleanup.
         let listed = store.list("").await.unwrap();
         assert!(listed.iter().any(|o| o.key.ends_with(catalog::MANIFEST)), "{listed:?}");
-        written.remove_all(store.as_ref()).await;
+        ctx.written.remove_all(store.as_ref()).await;
         let left = store.list("").await.unwrap();
         assert!(left.is_empty(), "the failed run left {left:?}");
     }

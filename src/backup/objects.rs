@@ -12,6 +12,7 @@ use super::scope::Scope;
 use crate::catalog::{self, Kind, ObjectEntry, SetId, Skipped, TarSummary};
 use crate::config::{CompressionConfig, Config};
 use crate::error::{Class, Failure};
+use crate::output::Progress;
 use crate::run::Written;
 use crate::seatable::defaults::{ALWAYS_EXCLUDED, LOG_TABLES};
 use crate::seatable::{self, AppContainer};
@@ -43,6 +44,7 @@ pub struct Target<'a> {
     pub store: &'a Arc<dyn Store>,
     pub id: &'a SetId,
     pub written: &'a Written,
+    pub progress: Option<&'a Progress>,
 }
 
 impl Target<'_> {
@@ -341,9 +343,12 @@ async fn transfer<T>(
     // The progress line names the object within its set: `db/dtable_db.sql.zst`, `data/...`.
     let mut tail = key.rsplit('/');
     let (name, dir) = (tail.next().unwrap_or(key), tail.next().unwrap_or(""));
-    crate::output::begin(&format!("{dir}/{name}"));
+    let Some(progress) = to.progress else {
+        return transfer_counted(to, key, produced, config, compression).await;
+    };
+    progress.begin(&format!("{dir}/{name}"));
     let result = transfer_counted(to, key, produced, config, compression).await;
-    crate::output::end();
+    progress.end();
     result
 }
 
@@ -355,7 +360,10 @@ async fn transfer_counted<T>(
     compression: &CompressionConfig,
 ) -> anyhow::Result<(Staged, T)> {
     let Produced { reader, finish } = produced;
-    let compressed = crate::output::count_stored(codec::compress(crate::output::count_read(reader), compression));
+    let compressed = match to.progress {
+        Some(p) => p.count_stored(codec::compress(p.count_read(reader), compression)),
+        None => codec::compress(reader, compression),
+    };
     match upload::stage(to.store, key, compressed, &config.storage.upload, to.written.uploads()).await {
         Ok(staged) => match finish.await {
             Ok(report) => Ok((staged, report)),
