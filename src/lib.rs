@@ -12,7 +12,8 @@
 //! - [`config`]: the file, environment and flags, layered into one validated [`config::Config`];
 //!   [`cli`] is clap only and hands `config` its flags as a layer.
 //! - [`clock`], [`output`] (progress line, log writer, `human_bytes`), [`lock`] (one run at a
-//!   time), [`failpoint`] (tests), [`run`] (a run's cancellation and what it wrote).
+//!   time), [`failpoint`] (tests), [`run`] (one run's context: its cancellation token, what it
+//!   wrote, its open uploads, its progress line).
 //!
 //! Data paths:
 //! - [`seatable`]: the install (layouts and their defaults, `.env` and `.conf` parsers, storage
