@@ -269,7 +269,8 @@ pub struct SettingArgs {
     /// `storage.parts_in_flight`: parts uploaded concurrently.
     #[arg(long, global = true, env = "SEATABLE_BACKUP_PARTS_IN_FLIGHT", value_name = "N")]
     pub parts_in_flight: Option<usize>,
-    /// `storage.part_retries`: retries of one failed part before the upload is aborted.
+    /// `storage.part_retries`: retries of one failed S3 request (a part, a ranged read, ...)
+    /// before the operation fails.
     #[arg(long, global = true, env = "SEATABLE_BACKUP_PART_RETRIES", value_name = "N")]
     pub part_retries: Option<u32>,
     /// `storage.max_parts`: part count limit of the store (S3: 10000).

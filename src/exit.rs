@@ -5,6 +5,7 @@
 
 use crate::config::ConfigError;
 use crate::error::{Class, Classify, Failure};
+use crate::source::process::ProcessError;
 use crate::source::tar::TarError;
 use crate::store::upload::ReadError;
 use crate::store::StoreError;
@@ -23,6 +24,7 @@ fn class_of_one(cause: &(dyn std::error::Error + 'static)) -> Option<Class> {
         .map(|f| f.class)
         .or_else(|| typed::<StoreError>(cause))
         .or_else(|| typed::<ReadError>(cause))
+        .or_else(|| typed::<ProcessError>(cause))
         .or_else(|| typed::<TarError>(cause))
         .or_else(|| typed::<ConfigError>(cause))
 }

@@ -119,6 +119,12 @@ pub enum ProcessError {
     Failed { command: String, code: i64, stderr: String },
 }
 
+impl crate::error::Classify for ProcessError {
+    fn class(&self) -> Class {
+        Class::Source
+    }
+}
+
 impl From<ProcessError> for Failure {
     fn from(e: ProcessError) -> Failure {
         Failure::new(Class::Source, e.to_string())
