@@ -219,12 +219,14 @@ mod tests {
     use crate::store::local::LocalStore;
     use crate::store::{ByteReader, MultipartUpload, ObjectInfo, OpenUpload, StoreError};
 
-    /// The local store, except that the manifest's PUT lands and then reports an error (as a
-    /// timeout after the store took the object does).
-    struct ManifestPutLost(LocalStore);
+    type Hook = Box<dyn Fn() -> futures::future::BoxFuture<'static, Result<(), StoreError>> + Send + Sync>;
+
+    /// The local store, except that once the manifest's PUT landed, `hook` decides what the
+    /// PUT answers (an error, as a timeout after the store took the object; or no answer).
+    struct ManifestPutHook(LocalStore, Hook);
 
     #[async_trait::async_trait]
-    impl Store for ManifestPutLost {
+    impl Store for ManifestPutHook {
         fn describe(&self) -> String {
             self.0.describe()
         }
@@ -234,7 +236,7 @@ mod tests {
         async fn put_object(&self, key: &str, body: bytes::Bytes) -> Result<(), StoreError> {
             self.0.put_object(key, body).await?;
             if key.ends_with(catalog::MANIFEST) {
-                return Err(StoreError::Unreachable { target: key.into(), detail: "injected timeout".into() });
+                return (self.1)().await;
             }
             Ok(())
         }
@@ -264,10 +266,9 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_manifest_put_with_unknown_outcome_is_cleaned_up_with_the_run() {
-        let tmp = tempfile::tempdir().unwrap();
-        let (data, dest, root) = (tmp.path().join("data"), tmp.path().join("store"), tmp.path().join("root"));
+    /// A config backing up `tmp/data` (one file) into the local store `tmp/store`.
+    fn data_only(tmp: &std::path::Path) -> (Config, std::path::PathBuf) {
+        let (data, dest, root) = (tmp.join("data"), tmp.join("store"), tmp.join("root"));
         for d in [&data, &dest, &root] {
             std::fs::create_dir_all(d).unwrap();
         }
@@ -278,8 +279,19 @@ mod tests {
             data.display(),
             root.display()
         );
-        let config = Config::from_toml(&toml, &tmp.path().join("c.toml")).unwrap();
-        let store: Arc<dyn Store> = Arc::new(ManifestPutLost(LocalStore::new(dest.clone())));
+        (Config::from_toml(&toml, &tmp.join("c.toml")).unwrap(), dest)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_manifest_put_with_unknown_outcome_is_cleaned_up_with_the_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (config, dest) = data_only(tmp.path());
+        let lost: Hook = Box::new(|| {
+            Box::pin(async {
+                Err(StoreError::Unreachable { target: "manifest".into(), detail: "injected timeout".into() })
+            })
+        });
+        let store: Arc<dyn Store> = Arc::new(ManifestPutHook(LocalStore::new(dest.clone()), lost));
         let ctx = RunContext::new();
         let err = write_set(&config, store.clone(), None, &ctx).await.unwrap_err();
         assert!(format!("{err:#}").contains("writing the manifest"), "{err:#}");
@@ -289,5 +301,26 @@ mod tests {
         ctx.written.remove_all(store.as_ref()).await;
         let left = store.list("").await.unwrap();
         assert!(left.is_empty(), "the failed run left {left:?}");
+    }
+
+    /// Cancellation comes through the run's context, so a test drives it in-process: the run
+    /// is cancelled while its manifest PUT hangs (it landed, but no answer came), and `run`
+    /// returns `Interrupted` having removed the manifest and the data object.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancelled_run_leaves_nothing_that_looks_complete() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (config, dest) = data_only(tmp.path());
+        let ctx = RunContext::new();
+        let canceller = ctx.clone();
+        let hang: Hook = Box::new(move || {
+            canceller.cancel("a test");
+            Box::pin(std::future::pending())
+        });
+        let store: Arc<dyn Store> = Arc::new(ManifestPutHook(LocalStore::new(dest.clone()), hang));
+        let err = run(&config, store.clone(), None, &ctx).await.unwrap_err();
+        assert_eq!(crate::exit::class_of(&err), Class::Interrupted, "{err:#}");
+        assert!(format!("{err:#}").contains("interrupted by a test"), "{err:#}");
+        let left = store.list("").await.unwrap();
+        assert!(left.is_empty(), "the cancelled run left {left:?}");
     }
 }
