@@ -332,27 +332,9 @@ fn log_object(e: &ObjectEntry, t: Instant) {
     );
 }
 
-/// Streams a producer through compression into a staged object; commits nothing.
+/// Streams a producer through compression into a staged object; commits nothing. The progress
+/// line (when there is one) names the object within its set: `db/dtable_db.sql.zst`, `data/...`.
 async fn transfer<T>(
-    to: &Target<'_>,
-    key: &str,
-    produced: Produced<T>,
-    config: &Config,
-    compression: &CompressionConfig,
-) -> anyhow::Result<(Staged, T)> {
-    // The progress line names the object within its set: `db/dtable_db.sql.zst`, `data/...`.
-    let mut tail = key.rsplit('/');
-    let (name, dir) = (tail.next().unwrap_or(key), tail.next().unwrap_or(""));
-    let Some(progress) = to.progress else {
-        return transfer_counted(to, key, produced, config, compression).await;
-    };
-    progress.begin(&format!("{dir}/{name}"));
-    let result = transfer_counted(to, key, produced, config, compression).await;
-    progress.end();
-    result
-}
-
-async fn transfer_counted<T>(
     to: &Target<'_>,
     key: &str,
     produced: Produced<T>,
@@ -361,10 +343,15 @@ async fn transfer_counted<T>(
 ) -> anyhow::Result<(Staged, T)> {
     let Produced { reader, finish } = produced;
     let compressed = match to.progress {
-        Some(p) => p.count_stored(codec::compress(p.count_read(reader), compression)),
+        Some(p) => {
+            let mut tail = key.rsplit('/');
+            let (name, dir) = (tail.next().unwrap_or(key), tail.next().unwrap_or(""));
+            p.begin(&format!("{dir}/{name}"));
+            p.count_stored(codec::compress(p.count_read(reader), compression))
+        }
         None => codec::compress(reader, compression),
     };
-    match upload::stage(to.store, key, compressed, &config.storage.upload, to.written.uploads()).await {
+    let result = match upload::stage(to.store, key, compressed, &config.storage.upload, to.written.uploads()).await {
         Ok(staged) => match finish.await {
             Ok(report) => Ok((staged, report)),
             Err(e) => {
@@ -376,5 +363,9 @@ async fn transfer_counted<T>(
         // ends its stream cleanly and is caught by `finish` above.) Dropping `finish` here
         // leaves the producer to stop on its closed pipe.
         Err(upload_err) => Err(upload_err),
+    };
+    if let Some(p) = to.progress {
+        p.end();
     }
+    result
 }
